@@ -1,0 +1,32 @@
+# Two commands: `make demo` and `make test`. Each creates .venv when missing
+# and installs the project into it first, so a machine needs only python3.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test run bench clean install
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=23.1"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/clout demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+run: $(STAMP)
+	$(BIN)/clout run
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_influence.py
+	$(BIN)/python bench/bench_priority.py
+
+clean:
+	rm -rf $(VENV) .clout build *.egg-info .pytest_cache

@@ -1,0 +1,101 @@
+"""Read API and health endpoints.
+
+`/api/*` needs `Authorization: Bearer <CLOUT_API_TOKEN>`, compared in
+constant time. Health endpoints are open: `/healthz` says the process serves,
+`/readyz` that Redis and the store answer too.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from functools import wraps
+from typing import Any, Callable
+
+from flask import Blueprint, current_app, jsonify, request
+
+log = logging.getLogger(__name__)
+bp = Blueprint("clout_api", __name__)
+
+
+def _error(status: int, error: str, message: str):
+    return jsonify({"error": error, "message": message}), status
+
+
+def require_token(view: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any):
+        expected = current_app.extensions["clout"].settings.secrets.api_token
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if not expected:
+            return _error(401, "unauthorized", "the API is disabled: CLOUT_API_TOKEN is not set on the server")
+        if scheme.lower() != "bearer" or not token:
+            return _error(401, "unauthorized", "send Authorization: Bearer <token>")
+        if not hmac.compare_digest(token.strip().encode(), str(expected).encode()):
+            return _error(401, "unauthorized", "invalid token")
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+@bp.get("/api/tickets/<ticket_id>")
+@require_token
+def ticket(ticket_id: str):
+    store = current_app.extensions["clout"].store
+    source = request.args.get("source") or None
+    found = store.ticket_decisions(ticket_id, source)
+    if not found:
+        return _error(404, "not_found", f"no decided ticket {ticket_id!r}"
+                      + (f" from source {source!r}" if source else ""))
+    if len(found) > 1:
+        sources = sorted(d["source"] for d in found)
+        return jsonify({"error": "ambiguous", "message": f"ticket {ticket_id!r} exists in several "
+                        "sources; add ?source=", "sources": sources}), 409
+    return jsonify(found[0])
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}")
+    return value
+
+
+@bp.get("/api/queue")
+@require_token
+def queue():
+    try:
+        limit = _int_arg("limit", 50, 1, 500)
+        offset = _int_arg("offset", 0, 0, 10_000_000)
+    except ValueError as exc:
+        return _error(400, "bad_request", str(exc))
+    items = current_app.extensions["clout"].store.open_queue(limit=limit, offset=offset)
+    return jsonify({"tickets": items, "limit": limit, "offset": offset})
+
+
+@bp.get("/healthz")
+def healthz():
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz():
+    clout = current_app.extensions["clout"]
+    checks: dict[str, str] = {}
+    for name, probe in (("redis", lambda: clout.runtime.redis.ping()),
+                        ("store", lambda: clout.store.ping())):
+        try:
+            probe()
+            checks[name] = "ok"
+        except Exception as exc:  # report, don't crash: this endpoint exists to say "not ready"
+            log.warning("readiness check %s failed: %s", name, type(exc).__name__)
+            checks[name] = f"failing: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return jsonify({"status": "ready" if ready else "not_ready", "checks": checks}), 200 if ready else 503

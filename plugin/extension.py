@@ -1,0 +1,74 @@
+"""The Flask extension: `Clout(app)` or `clout.init_app(app)`.
+
+It registers the webhook and API blueprints and keeps its state in
+`app.extensions["clout"]`. Nothing connects until a request needs it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from .runtime import Runtime
+from .settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+
+class CloutState:
+    """What views reach through `current_app.extensions["clout"]`."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
+
+    @property
+    def store(self):
+        return self.runtime.store
+
+    @property
+    def intake(self):
+        return self.runtime.intake
+
+
+class Clout:
+    def __init__(self, app: Flask | None = None, *, settings: Settings | None = None,
+                 runtime: Runtime | None = None) -> None:
+        self._settings = settings
+        self._runtime = runtime
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask, *, settings: Settings | None = None,
+                 runtime: Runtime | None = None) -> None:
+        from webhooks.blueprint import bp as webhooks_bp
+
+        from .api import bp as api_bp
+
+        runtime = runtime or self._runtime
+        if runtime is None:
+            runtime = Runtime(settings or self._settings or load_settings())
+        app.extensions["clout"] = CloutState(runtime)
+        for bp in (webhooks_bp, api_bp):
+            # Scoped to our blueprints: a host app keeps its own error pages.
+            if not bp.error_handler_spec.get(None):
+                bp.register_error_handler(HTTPException, http_error)
+                bp.register_error_handler(Exception, crash)
+        app.register_blueprint(webhooks_bp, url_prefix="/webhooks")
+        app.register_blueprint(api_bp)
+
+
+def http_error(exc: HTTPException):
+    return jsonify({"error": (exc.name or "error").lower().replace(" ", "_"),
+                    "message": exc.description}), exc.code
+
+
+def crash(exc: Exception):
+    """A bug: logged with its traceback, never shown to the caller."""
+    log.exception("unhandled error")
+    return jsonify({"error": "internal_error", "message": "internal error; see server logs"}), 500

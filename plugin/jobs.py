@@ -1,0 +1,139 @@
+"""Worker jobs. They take plain JSON values and find their clients via `runtime.current()`.
+
+`process_events` is the whole pipeline for a batch of ticket events:
+customers (event facts completed from the CRM) -> influence (cache or source,
+batched per network) -> `ranking.prioritize` over one DataFrame -> write back
+through the CRM connector -> record every decision. Any exception fails the
+job and RQ's `Retry` schedules it again; every step is idempotent (upserts,
+and a re-decision simply appends history), so a retry is safe.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import replace
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from connectors.crm.base import Customer, Decision
+from ranking import complaint_strength, map_tiers, mentions_social, prioritize
+from webhooks.event import TicketEvent
+
+from . import runtime as runtime_mod
+from .influence import NO_INFLUENCE, lookup_influence
+
+log = logging.getLogger(__name__)
+
+COMPONENTS = ("influence", "spend", "renewal", "complaint", "waiting")
+
+
+def merge_customer(event_facts: Any, known: Customer | None) -> Customer:
+    """What the event says wins; the CRM fills the gaps (handles are merged)."""
+    base = known or Customer(id=event_facts.id)
+    handles = {**base.handles, **{k: v for k, v in event_facts.handles.items() if v}}
+    updates = {
+        name: getattr(event_facts, name)
+        for name in ("name", "email", "monthly_spend", "currency", "contract_end")
+        if getattr(event_facts, name) is not None
+    }
+    return replace(base, handles=handles, **updates)
+
+
+def _latest_per_ticket(events: Sequence[TicketEvent]) -> list[TicketEvent]:
+    latest: dict[tuple[str, str], TicketEvent] = {}
+    for event in events:
+        key = (event.source, event.ticket_id)
+        if key not in latest or event.occurred_at >= latest[key].occurred_at:
+            latest[key] = event
+    return list(latest.values())
+
+
+def process_events(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rank and write back every ticket in `events` (dicts from `TicketEvent.to_dict`)."""
+    rt = runtime_mod.current()
+    settings = rt.settings
+    parsed = _latest_per_ticket([TicketEvent.from_dict(e) for e in events])
+    if not parsed:
+        return {"decided": 0, "tickets": []}
+    now = dt.datetime.now(dt.timezone.utc)
+
+    # 1. Customers: event facts completed from the CRM, kept in the store as the book.
+    ids = sorted({e.customer.id for e in parsed})
+    known = rt.crm.fetch_customers(ids)
+    facts = {e.customer.id: e.customer for e in parsed}
+    customers = {cid: merge_customer(facts[cid], known.get(cid)) for cid in ids}
+    rt.store.upsert_customers(customers.values())
+    rt.store.upsert_tickets(
+        {
+            "source": e.source, "id": e.ticket_id, "customer_id": e.customer.id,
+            "subject": e.subject, "description": e.description,
+            "created_at": e.ticket_created_at or e.occurred_at, "last_event_id": e.event_id,
+        }
+        for e in parsed
+    )
+
+    # 2. Influence, batched per network, cached in Redis.
+    influence = lookup_influence(
+        list(customers.values()), source=rt.influence, cache=rt.redis, store=rt.store,
+        ttl=settings.config.influence.cache_ttl_seconds,
+    )
+
+    # 3. Rank the whole batch at once.
+    text = pd.Series([f"{e.subject}\n{e.description}" for e in parsed], dtype="string")
+    frame = pd.DataFrame({
+        "ticket_id": [e.ticket_id for e in parsed],
+        "influence": [influence.get(e.customer.id, {}).get("score", NO_INFLUENCE) for e in parsed],
+        "monthly_spend": [customers[e.customer.id].monthly_spend for e in parsed],
+        "contract_end": [customers[e.customer.id].contract_end for e in parsed],
+        "ticket_created_at": [e.ticket_created_at or e.occurred_at for e in parsed],
+        "desk_priority": [e.desk_priority for e in parsed],
+    })
+    frame["monthly_spend"] = pd.to_numeric(frame["monthly_spend"], errors="coerce").astype(float)
+    frame["complaint"] = complaint_strength(text).to_numpy(dtype=float)
+    frame["social_mention"] = mentions_social(text).to_numpy(dtype=bool)
+    weights = settings.weights
+    book = np.asarray(rt.store.spend_book(), dtype=float)
+    ranked = prioritize(frame, weights, now=pd.Timestamp(now), spend_book=book)
+    desk_values = map_tiers(ranked["tier"], settings.desk_priorities(rt.crm.name))
+
+    # 4. Decisions: write to the desk, then record (history keeps what the desk was told).
+    version = weights.version()
+    decided_at = now.isoformat().replace("+00:00", "Z")
+    decisions = [
+        Decision(
+            source=event.source,
+            ticket_id=event.ticket_id,
+            customer_id=event.customer.id,
+            tier=str(ranked["tier"].iat[i]),
+            priority=str(desk_values.iat[i]),
+            score=float(ranked["score"].iat[i]),
+            flags=tuple(ranked["flags"].iat[i]),
+            reason=str(ranked["reason"].iat[i]),
+            components={
+                **{name: round(float(ranked[f"c_{name}"].iat[i]), 4) for name in COMPONENTS},
+                "influence_score": float(frame["influence"].iat[i]),
+            },
+            weights_version=version,
+            decided_at=decided_at,
+        )
+        for i, event in enumerate(parsed)
+    ]
+    written = rt.crm.write_decisions(decisions)
+    if written.failed:
+        log.warning("writeback failed for %d ticket(s): %s", len(written.failed),
+                    ", ".join(f"{k}: {v}" for k, v in sorted(written.failed.items())[:10]))
+    rt.store.record_decisions(decisions)
+    log.info("decided %d ticket(s) with weights %s", len(decisions), version)
+    return {
+        "decided": len(decisions),
+        "weights_version": version,
+        "writeback_failed": dict(written.failed),
+        "tickets": [
+            {"ticket_id": d.ticket_id, "tier": d.tier, "priority": d.priority,
+             "score": round(d.score, 4), "flags": list(d.flags)}
+            for d in decisions
+        ],
+    }

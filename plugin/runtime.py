@@ -1,0 +1,139 @@
+"""The live parts of one Clout process, built lazily from `Settings`.
+
+Nothing here connects at import time or even at construction: Redis, the
+store and connectors are built on first use, once, under a lock (Flask serves
+requests on threads). The web extension and the worker each hold one
+`Runtime`; jobs find theirs through `current()`, so they receive plain values
+and never clients.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any, Callable, TypeVar
+
+from .redis_conn import RedisHandle, connect
+from .settings import Settings, load_settings
+from .store import Store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Runtime:
+    def __init__(self, settings: Settings, redis_handle: RedisHandle | None = None) -> None:
+        self.settings = settings
+        self._lock = threading.RLock()
+        self._parts: dict[str, Any] = {}
+        if redis_handle is not None:
+            self._parts["redis_handle"] = redis_handle
+        self._pid = os.getpid()
+
+    def _get(self, name: str, build: Callable[[], T]) -> T:
+        self._check_fork()
+        part = self._parts.get(name)
+        if part is None:
+            with self._lock:
+                part = self._parts.get(name)
+                if part is None:
+                    part = build()
+                    self._parts[name] = part
+        return part
+
+    def _check_fork(self) -> None:
+        # RQ runs each job in a forked child: pooled DB sockets must not be shared.
+        if os.getpid() != self._pid:
+            self._pid = os.getpid()
+            store = self._parts.get("store")
+            if store is not None:
+                store.dispose(close=False)
+
+    @property
+    def redis_handle(self) -> RedisHandle:
+        return self._get("redis_handle", lambda: connect(self.settings.redis_url, self.settings.data_dir))
+
+    @property
+    def redis(self):
+        return self.redis_handle.client
+
+    @property
+    def store(self) -> Store:
+        def build() -> Store:
+            if self.settings.database_url.startswith("sqlite"):
+                self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+            store = Store.from_url(self.settings.database_url)
+            store.create_schema()
+            return store
+
+        return self._get("store", build)
+
+    @property
+    def crm(self):
+        from connectors import crm
+
+        return self._get("crm", lambda: crm.build(self.settings.config.crm.connector, store=self.store))
+
+    @property
+    def influence(self):
+        from connectors import social
+
+        cfg = self.settings.config.influence
+        return self._get("influence", lambda: social.build(
+            cfg.source, snapshot_path=self.settings.resolve_config_path(cfg.snapshot_path)))
+
+    @property
+    def queue(self):
+        from .queues import get_queue
+
+        return self._get("queue", lambda: get_queue(self.redis, self.settings))
+
+    @property
+    def intake(self):
+        from .intake import Intake
+
+        return self._get("intake", lambda: Intake(self.redis, self.settings))
+
+    def validate(self) -> None:
+        """Fail fast on names that only resolve later (connector, source, desk mapping)."""
+        from connectors import crm, social
+
+        cfg = self.settings.config
+        if cfg.crm.connector not in crm.available():
+            raise ValueError(f"crm.connector: unknown connector {cfg.crm.connector!r}; "
+                             f"available: {', '.join(crm.available())}")
+        if cfg.influence.source not in social.available():
+            raise ValueError(f"influence.source: unknown source {cfg.influence.source!r}; "
+                             f"available: {', '.join(social.available())}")
+        self.settings.desk_priorities(cfg.crm.connector)
+
+    def close(self) -> None:
+        with self._lock:
+            store = self._parts.pop("store", None)
+            if store is not None:
+                store.dispose()
+            handle = self._parts.pop("redis_handle", None)
+            self._parts.clear()
+            if handle is not None:
+                handle.close()
+
+
+_current: Runtime | None = None
+_current_lock = threading.Lock()
+
+
+def install(runtime: Runtime | None) -> None:
+    """Make `runtime` the one jobs in this process use (the worker does this at start)."""
+    global _current
+    with _current_lock:
+        _current = runtime
+
+
+def current() -> Runtime:
+    """This process's runtime, built from the environment if none was installed."""
+    global _current
+    with _current_lock:
+        if _current is None:
+            _current = Runtime(load_settings())
+        return _current

@@ -1,0 +1,317 @@
+"""One settings object for the whole service.
+
+Layers, later wins: the bundled `config/clout.toml`, then the file named by
+`CLOUT_CONFIG`, then `CLOUT_<SECTION>__<KEY>` environment variables. Secrets
+are a separate, environment-only layer so they can never be committed in a
+TOML file or echoed back in a validation error. This is the only module that
+reads the environment; everything else receives a `Settings`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ranking.weights import TIERS, Weights
+
+BUNDLED_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+BUNDLED_CONFIG = BUNDLED_CONFIG_DIR / "clout.toml"
+ENV_PREFIX = "CLOUT_"
+SECRET_ENV_PREFIX = "CLOUT_WEBHOOK_SECRET_"
+# Environment names that are not nested config keys.
+_RESERVED_ENV = {"CLOUT_CONFIG", "CLOUT_API_TOKEN", "CLOUT_DATA_DIR"}
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServiceConfig(_Section):
+    data_dir: str = ".clout"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class QueueConfig(_Section):
+    name: str = Field("clout", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    job_timeout: int = Field(300, ge=1)
+    retry_max: int = Field(3, ge=0, le=20)
+    retry_intervals: list[int] = Field(default_factory=lambda: [10, 60, 300])
+    result_ttl: int = Field(3600, ge=0)
+
+    @field_validator("retry_intervals")
+    @classmethod
+    def _non_negative(cls, value: list[int]) -> list[int]:
+        if any(v < 0 for v in value):
+            raise ValueError("intervals must be >= 0 seconds")
+        return value
+
+
+class WebhooksConfig(_Section):
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    timestamp_tolerance_seconds: int = Field(300, ge=1)
+    dedupe_ttl_seconds: int = Field(345_600, ge=72 * 3600)
+
+
+class CRMConfig(_Section):
+    connector: str = "local"
+
+
+class InfluenceConfig(_Section):
+    source: str = "snapshot"
+    snapshot_path: str = "demo/social_snapshot.json"
+    cache_ttl_seconds: int = Field(86_400, ge=0)
+
+
+class WeightsConfig(_Section):
+    influence: float = Field(0.20, ge=0)
+    spend: float = Field(0.25, ge=0)
+    renewal: float = Field(0.25, ge=0)
+    complaint: float = Field(0.15, ge=0)
+    waiting: float = Field(0.15, ge=0)
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> "WeightsConfig":
+        if sum(self.model_dump().values()) <= 0:
+            raise ValueError("at least one weight must be > 0")
+        return self
+
+
+class TiersConfig(_Section):
+    urgent: float = Field(0.60, ge=0, le=1)
+    high: float = Field(0.40, ge=0, le=1)
+    normal: float = Field(0.20, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "TiersConfig":
+        if not self.urgent >= self.high >= self.normal:
+            raise ValueError("thresholds must satisfy urgent >= high >= normal")
+        return self
+
+
+class TimingConfig(_Section):
+    renewal_horizon_days: float = Field(90, gt=0)
+    sla_hours: float = Field(24, gt=0)
+
+
+class FlagsConfig(_Section):
+    vip_spend_percentile: float = Field(0.90, ge=0, le=1)
+    influencer_score: float = Field(60, ge=1, le=100)
+    renewal_soon_days: float = Field(30, ge=0)
+    aged_hours: float = Field(48, ge=0)
+    complaint_threshold: float = Field(0.5, ge=0, le=1)
+
+
+class RankingConfig(_Section):
+    weights: WeightsConfig = WeightsConfig()
+    tiers: TiersConfig = TiersConfig()
+    timing: TimingConfig = TimingConfig()
+    flags: FlagsConfig = FlagsConfig()
+
+
+class DeskConfig(_Section):
+    priorities: dict[str, str]
+
+    @field_validator("priorities")
+    @classmethod
+    def _every_tier(cls, value: dict[str, str]) -> dict[str, str]:
+        missing = [t for t in TIERS if t not in value]
+        unknown = [t for t in value if t not in TIERS]
+        if missing or unknown:
+            raise ValueError(
+                f"needs exactly the tiers {', '.join(TIERS)}"
+                + (f"; missing {', '.join(missing)}" if missing else "")
+                + (f"; unknown {', '.join(unknown)}" if unknown else "")
+            )
+        return value
+
+
+class FileConfig(_Section):
+    service: ServiceConfig = ServiceConfig()
+    queue: QueueConfig = QueueConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()
+    crm: CRMConfig = CRMConfig()
+    influence: InfluenceConfig = InfluenceConfig()
+    ranking: RankingConfig = RankingConfig()
+    desks: dict[str, DeskConfig] = Field(default_factory=dict)
+
+
+class _Secret(str):
+    """A str whose repr never shows the value, so it cannot leak into logs."""
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
+@dataclass(frozen=True)
+class Secrets:
+    api_token: str | None = None
+    webhook_secrets: Mapping[str, str] = field(default_factory=dict)
+
+    def webhook_secret(self, source: str) -> str | None:
+        return self.webhook_secrets.get(source)
+
+    def __repr__(self) -> str:
+        return (
+            f"Secrets(api_token={'set' if self.api_token else 'unset'}, "
+            f"webhook_secrets={sorted(self.webhook_secrets)})"
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a Clout process needs to know, resolved once at start-up."""
+
+    config: FileConfig
+    config_dir: Path
+    data_dir: Path
+    redis_url: str | None
+    database_url: str
+    secrets: Secrets
+    sources: tuple[str, ...] = ()  # files that were layered, for `clout config`
+
+    @property
+    def weights(self) -> Weights:
+        r = self.config.ranking
+        return Weights(
+            influence=r.weights.influence,
+            spend=r.weights.spend,
+            renewal=r.weights.renewal,
+            complaint=r.weights.complaint,
+            waiting=r.weights.waiting,
+            tier_urgent=r.tiers.urgent,
+            tier_high=r.tiers.high,
+            tier_normal=r.tiers.normal,
+            renewal_horizon_days=r.timing.renewal_horizon_days,
+            sla_hours=r.timing.sla_hours,
+            vip_spend_percentile=r.flags.vip_spend_percentile,
+            influencer_score=r.flags.influencer_score,
+            renewal_soon_days=r.flags.renewal_soon_days,
+            aged_hours=r.flags.aged_hours,
+            complaint_threshold=r.flags.complaint_threshold,
+        )
+
+    def desk_priorities(self, desk: str) -> dict[str, str]:
+        desk_cfg = self.config.desks.get(desk)
+        if desk_cfg is None:
+            raise SettingsError(
+                f"desks.{desk}.priorities: no priority mapping for desk {desk!r}; "
+                f"configured desks: {', '.join(sorted(self.config.desks)) or 'none'}"
+            )
+        return dict(desk_cfg.priorities)
+
+    def resolve_config_path(self, value: str) -> Path:
+        path = Path(value)
+        return path if path.is_absolute() else (self.config_dir / path)
+
+
+def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise SettingsError(f"CLOUT_CONFIG: file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _parse_env_value(raw: str) -> Any:
+    """Read an env value as a TOML value when it is one, else as a plain string."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or name in _RESERVED_ENV:
+            continue
+        if name.startswith(SECRET_ENV_PREFIX):
+            continue
+        path = name[len(ENV_PREFIX):].lower().split("__")
+        if len(path) < 2 or not all(path):
+            raise SettingsError(
+                f"{name}: environment overrides are CLOUT_<SECTION>__<KEY> "
+                "(for example CLOUT_RANKING__WEIGHTS__SPEND=0.4)"
+            )
+        node = overrides
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = _parse_env_value(raw)
+    return overrides
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(root)"
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown setting"
+        elif err["type"] == "literal_error":
+            message = message.replace("Input should be", "allowed:")
+        shown = err.get("input")
+        suffix = "" if isinstance(shown, (dict, list)) or err["type"] == "missing" else f" (got {shown!r})"
+        lines.append(f"{key}: {message}{suffix}")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Resolve the settings from files and the environment; raise `SettingsError` on bad input."""
+    env = os.environ if env is None else env
+    data = _read_toml(BUNDLED_CONFIG)
+    sources = [str(BUNDLED_CONFIG)]
+    config_dir = BUNDLED_CONFIG_DIR
+    if env.get("CLOUT_CONFIG"):
+        user_path = Path(env["CLOUT_CONFIG"]).expanduser().resolve()
+        data = _deep_merge(data, _read_toml(user_path))
+        sources.append(str(user_path))
+        config_dir = user_path.parent
+    data = _deep_merge(data, _env_overrides(env))
+    if env.get("CLOUT_DATA_DIR"):
+        data = _deep_merge(data, {"service": {"data_dir": env["CLOUT_DATA_DIR"]}})
+    try:
+        config = FileConfig.model_validate(data)
+    except ValidationError as exc:
+        raise SettingsError(_format_validation_error(exc)) from None
+
+    data_dir = Path(config.service.data_dir).expanduser().resolve()
+    database_url = env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'clout.db'}"
+    webhook_secrets = {
+        name[len(SECRET_ENV_PREFIX):].lower(): _Secret(value)
+        for name, value in env.items()
+        if name.startswith(SECRET_ENV_PREFIX) and value
+    }
+    secrets = Secrets(
+        api_token=_Secret(env["CLOUT_API_TOKEN"]) if env.get("CLOUT_API_TOKEN") else None,
+        webhook_secrets=webhook_secrets,
+    )
+    return Settings(
+        config=config,
+        config_dir=config_dir,
+        data_dir=data_dir,
+        redis_url=env.get("REDIS_URL") or None,
+        database_url=database_url,
+        secrets=secrets,
+        sources=tuple(sources),
+    )

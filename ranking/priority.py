@@ -1,0 +1,424 @@
+"""Ticket priority: many tickets at once, as whole-column numpy arithmetic.
+
+A worker ranks a batch of tickets per job and `clout rank` ranks whole
+exports, so the maths here runs on columns, never row by row. Every component
+is squeezed into 0..1 first, so the admin-facing weights in `Weights` mean
+"share of the score" and the score itself stays 0..1 whatever they are.
+
+Components (each 0..1, before weighting):
+
+influence  ((influence - 1) / 99) ** 1.5.  The influence score is already
+           calibrated so the median user is ~20; the convex curve keeps those
+           users near zero (20 -> 0.08) while the top of the scale still
+           counts (60 -> 0.46, 80 -> 0.70, 100 -> 1.0).
+spend      Mid-rank percentile of the customer's monthly spend in the whole
+           customer book: (#book below + #book at-or-below) / (2 * len(book)).
+           Percentiles make the weight independent of currency and of a few
+           giant accounts; the mid-rank keeps ties (many customers on the same
+           plan) from all looking like the top of the book. Spend <= 0 or
+           unknown gives 0: a free account gets no spend boost.
+renewal    Linear 1 - days_left / renewal_horizon_days for a contract ending
+           within the horizon; 1 for a contract that ended in the last
+           RENEWAL_GRACE_DAYS (the renewal is being lost right now); 0 when
+           further out, longer past, or unknown.
+complaint  The `complaint` column (0..1, e.g. from `ranking.sentiment`),
+           raised to at least `complaint_threshold` when the customer
+           mentions going public: a public complaint matters even when the
+           wording is mild.
+waiting    Hours waited / sla_hours, capped at 1.
+
+Fairness guard, applied after the thresholds:
+  * a ticket that waited >= 2 x SLA is at least "high", whoever sent it;
+  * "urgent" needs the score *without* influence to reach `tier_high`, so
+    influence can sharpen a real problem but never creates one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from .weights import TIERS, Weights
+
+__all__ = ["COMPONENTS", "FLAGS", "OUTPUT_COLUMNS", "map_tiers", "prioritize"]
+
+COMPONENTS: tuple[str, ...] = ("influence", "spend", "renewal", "complaint", "waiting")
+FLAGS: tuple[str, ...] = ("VIP", "INFLUENCER", "RENEWAL_SOON", "SOCIAL_COMPLAINT", "AGED")
+OUTPUT_COLUMNS: tuple[str, ...] = ("tier", "score", "flags", "reason") + tuple(
+    f"c_{name}" for name in COMPONENTS
+)
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "ticket_id",
+    "influence",
+    "monthly_spend",
+    "contract_end",
+    "ticket_created_at",
+)
+
+INFLUENCE_CURVE = 1.5  # exponent of the influence curve (see module docstring)
+RENEWAL_GRACE_DAYS = 30.0  # an ended contract still counts as "renewal now" this long
+WAITING_FLOOR_SLAS = 2.0  # waited this many SLAs -> at least "high"
+REASON_MIN = 0.005  # contributions that would print as +0.00 are not reasons
+REASON_TOP = 3
+_TOL = 1e-9  # score == threshold must reach the tier despite float sums
+
+_URGENT, _HIGH, _NORMAL, _LOW = range(4)  # indexes into TIERS
+_TRUE_STRINGS = frozenset({"true", "t", "yes", "y", "1", "1.0"})
+_DAY = pd.Timedelta(days=1)
+_HOUR = pd.Timedelta(hours=1)
+
+
+def prioritize(
+    frame: pd.DataFrame,
+    weights: Weights,
+    *,
+    now: pd.Timestamp | datetime,
+    spend_book: pd.Series | np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Tier, score, flags and a one-line reason for every ticket in `frame`.
+
+    `now` is required rather than defaulting to the clock so that a ranking
+    can be replayed and previewed exactly. `spend_book` should be the spend of
+    every customer; without it spend is ranked within `frame` only, which
+    makes a ticket's priority depend on what else happens to be in the batch.
+
+    Missing columns among `complaint`, `social_mention`, `desk_priority` and
+    missing/unparseable values anywhere count as "no signal" (0). The
+    columns in `REQUIRED_COLUMNS` must exist (they may hold NaN) so that a
+    misspelt column fails loudly instead of silently ranking on nothing.
+    `desk_priority` is copied to the output untouched when present.
+    """
+    _check_weights(weights)
+    if len(frame) == 0:
+        return _empty_output(frame)
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"prioritize: frame lacks column(s) {', '.join(missing)}")
+
+    today_utc = _utc_timestamp(now)
+    influence = _numeric(frame, "influence")
+    spend = _numeric(frame, "monthly_spend")
+    complaint_raw = np.clip(_numeric(frame, "complaint"), 0.0, 1.0)
+    social = _boolean(frame, "social_mention")
+    days_left = _days_until(frame["contract_end"], today_utc)
+    hours = _hours_since(frame["ticket_created_at"], today_utc)
+    book = spend if spend_book is None else _as_float(spend_book)
+    pct = spend_percentile(spend, book)
+
+    parts = np.column_stack(
+        [
+            influence_curve(influence),
+            pct,
+            renewal_urgency(days_left, weights.renewal_horizon_days),
+            np.where(
+                social,
+                np.fmax(np.nan_to_num(complaint_raw), weights.complaint_threshold),
+                np.nan_to_num(complaint_raw),
+            ),
+            np.clip(np.nan_to_num(hours) / weights.sla_hours, 0.0, 1.0),
+        ]
+    )
+    w = np.array([getattr(weights, name) for name in COMPONENTS], dtype=float)
+    contrib = parts * (w / w.sum())
+    score = np.clip(contrib.sum(axis=1), 0.0, 1.0)
+
+    base = _tier_index(score, weights)
+    capped = (base == _URGENT) & (score - contrib[:, 0] < weights.tier_high - _TOL)
+    tier = np.where(capped, _HIGH, base)
+    floored = (np.nan_to_num(hours) >= WAITING_FLOOR_SLAS * weights.sla_hours) & (tier > _HIGH)
+    tier = np.where(floored, _HIGH, tier)
+
+    with np.errstate(invalid="ignore"):
+        flag_bits = np.column_stack(
+            [
+                pct >= weights.vip_spend_percentile,
+                influence >= weights.influencer_score,
+                (days_left <= weights.renewal_soon_days) & (days_left >= -RENEWAL_GRACE_DAYS),
+                social & (complaint_raw >= weights.complaint_threshold),
+                hours >= weights.aged_hours,
+            ]
+        )
+    tier_names = np.asarray(TIERS, dtype=object)[tier]
+    out = pd.DataFrame(
+        {
+            "tier": tier_names,
+            "score": score,
+            "flags": _flag_tuples(flag_bits),
+            "reason": _reasons(
+                tier, contrib, influence, pct, days_left, parts[:, 3], social, hours,
+                capped, floored, weights,
+            ),
+        },
+        index=frame.index,
+    )
+    for i, name in enumerate(COMPONENTS):
+        out[f"c_{name}"] = contrib[:, i]
+    if "desk_priority" in frame.columns:
+        out["desk_priority"] = frame["desk_priority"].array
+    return out
+
+
+def map_tiers(tiers: pd.Series, mapping: dict[str, str]) -> pd.Series:
+    """Translate Clout tiers into one desk's priority values.
+
+    Raises ValueError (not a silent NaN) when the desk's mapping lacks a tier
+    that occurs, because writing an empty priority back to a desk is worse
+    than failing the job where the config error is visible.
+    """
+    present = pd.unique(tiers.dropna())
+    unmapped = sorted(str(t) for t in present if t not in mapping)
+    if unmapped:
+        raise ValueError(
+            f"tier mapping has no value for tier(s) {', '.join(map(repr, unmapped))}; "
+            f"mapped tiers: {', '.join(sorted(mapping))}"
+        )
+    return tiers.map(mapping)
+
+
+# --- normalisation curves (public so previews and docs can plot them) -----
+
+
+def influence_curve(influence: np.ndarray) -> np.ndarray:
+    """1..100 influence -> 0..1; unknown -> 0. See module docstring."""
+    x = (np.clip(influence, 1.0, 100.0) - 1.0) / 99.0
+    return np.nan_to_num(x**INFLUENCE_CURVE)
+
+
+def spend_percentile(spend: np.ndarray, book: np.ndarray) -> np.ndarray:
+    """Mid-rank percentile of each spend within `book`; <= 0 or unknown -> 0."""
+    ref = np.sort(book[np.isfinite(book)])
+    if ref.size == 0:
+        return np.zeros_like(spend)
+    below = np.searchsorted(ref, spend, side="left")
+    at_or_below = np.searchsorted(ref, spend, side="right")
+    pct = (below + at_or_below) / (2.0 * ref.size)
+    return np.where(np.isfinite(spend) & (spend > 0), pct, 0.0)
+
+
+def renewal_urgency(days_left: np.ndarray, horizon_days: float) -> np.ndarray:
+    """Days until contract end -> 0..1; see module docstring."""
+    with np.errstate(invalid="ignore"):
+        ahead = np.clip(1.0 - days_left / horizon_days, 0.0, 1.0)
+        urgency = np.where(days_left < 0, (days_left >= -RENEWAL_GRACE_DAYS) * 1.0, ahead)
+    return np.nan_to_num(urgency)
+
+
+# --- input coercion ------------------------------------------------------
+
+
+def _check_weights(weights: Weights) -> None:
+    """Guard against values that would make the score NaN or leave 0..1."""
+    for name in COMPONENTS:
+        value = getattr(weights, name)
+        if not np.isfinite(value) or value < 0:
+            raise ValueError(f"weight {name!r} must be a finite number >= 0, got {value!r}")
+    if sum(getattr(weights, name) for name in COMPONENTS) <= 0:
+        raise ValueError("weights: at least one component weight must be > 0")
+    for name in ("sla_hours", "renewal_horizon_days"):
+        if not getattr(weights, name) > 0:
+            raise ValueError(f"weight {name!r} must be > 0, got {getattr(weights, name)!r}")
+
+
+def _utc_timestamp(value: pd.Timestamp | datetime) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    if ts is pd.NaT:
+        raise ValueError("prioritize: `now` must be a real timestamp")
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _as_float(values: pd.Series | np.ndarray) -> np.ndarray:
+    return pd.to_numeric(pd.Series(np.asarray(values).ravel()), errors="coerce").to_numpy(
+        dtype=float, na_value=np.nan
+    )
+
+
+def _numeric(frame: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in frame.columns:
+        return np.full(len(frame), np.nan)
+    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _boolean(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """Booleans as desks send them: bools, 0/1, "true"/"yes"; unknown -> False."""
+    if column not in frame.columns:
+        return np.zeros(len(frame), dtype=bool)
+    col = frame[column]
+    if pd.api.types.is_bool_dtype(col.dtype) or pd.api.types.is_numeric_dtype(col.dtype):
+        return col.fillna(0).to_numpy(dtype=float) != 0
+    return col.astype(str).str.strip().str.lower().isin(_TRUE_STRINGS).to_numpy(dtype=bool)
+
+
+def _to_utc(col: pd.Series) -> pd.Series:
+    return pd.to_datetime(col, errors="coerce", utc=True, format="ISO8601")
+
+
+def _days_until(col: pd.Series, now: pd.Timestamp) -> np.ndarray:
+    """Whole calendar days (UTC) from today to each date; NaN when unknown."""
+    end = _to_utc(col).dt.normalize()
+    return ((end - now.normalize()) / _DAY).to_numpy(dtype=float, na_value=np.nan)
+
+
+def _hours_since(col: pd.Series, now: pd.Timestamp) -> np.ndarray:
+    """Hours waited; NaN when unknown, 0 for creation times in the future (clock skew)."""
+    hours = ((now - _to_utc(col)) / _HOUR).to_numpy(dtype=float, na_value=np.nan)
+    return np.where(hours < 0, 0.0, hours)
+
+
+def _tier_index(score: np.ndarray, weights: Weights) -> np.ndarray:
+    return np.select(
+        [
+            score >= weights.tier_urgent - _TOL,
+            score >= weights.tier_high - _TOL,
+            score >= weights.tier_normal - _TOL,
+        ],
+        [_URGENT, _HIGH, _NORMAL],
+        default=_LOW,
+    )
+
+
+# --- output --------------------------------------------------------------
+
+# All 32 possible flag tuples, so each row's flags are one table lookup.
+_FLAG_TABLE = np.empty(1 << len(FLAGS), dtype=object)
+for _mask in range(_FLAG_TABLE.size):
+    _FLAG_TABLE[_mask] = tuple(f for i, f in enumerate(FLAGS) if _mask >> i & 1)
+
+
+def _flag_tuples(bits: np.ndarray) -> np.ndarray:
+    masks = bits.astype(np.int64) @ (1 << np.arange(len(FLAGS), dtype=np.int64))
+    return _FLAG_TABLE[masks]
+
+
+def _table(strings: list[str]) -> np.ndarray:
+    return np.asarray(strings, dtype=object)
+
+
+def _labels(
+    influence: np.ndarray,
+    pct: np.ndarray,
+    days_left: np.ndarray,
+    complaint: np.ndarray,
+    social: np.ndarray,
+    hours: np.ndarray,
+    weights: Weights,
+) -> list[np.ndarray]:
+    """Human phrase per component per row.
+
+    Every phrase comes from a small table indexed by an integer key
+    (influence 1..100, top-% 1..100, days, tenths of complaint, hours/days),
+    so 200k rows cost a few fancy-indexing calls instead of 200k formats.
+    Values outside a component's contributing range are clipped; their
+    phrase is never shown because their contribution is 0.
+    """
+    infl_key = np.clip(np.nan_to_num(np.round(influence), nan=1.0), 1, 100).astype(np.int64)
+    infl = _table([f"influence {i}" for i in range(101)])[infl_key]
+
+    top_key = np.clip(np.ceil(np.round((1.0 - pct) * 100.0, 6)), 1, 100).astype(np.int64)
+    spend = _table([f"spend top {i}%" for i in range(101)])[top_key]
+
+    lo, hi = -int(RENEWAL_GRACE_DAYS) - 1, int(np.ceil(weights.renewal_horizon_days)) + 1
+    day_key = np.clip(np.nan_to_num(days_left, nan=hi), lo, hi).astype(np.int64) - lo
+    renewal = _renewal_table(lo, hi)[day_key]
+
+    tenth = np.clip(np.round(np.nan_to_num(complaint) * 10), 0, 10).astype(np.int64)
+    complaint_key = tenth + 11 * social.astype(np.int64)
+    complaint_txt = _table(
+        [f"{kind}complaint {t / 10:.1f}" for kind in ("", "public ") for t in range(11)]
+    )[complaint_key]
+
+    h = np.nan_to_num(hours)
+    wait_key = np.where(h < 48, np.floor(h), 46 + np.minimum(h // 24, _MAX_WAIT_DAYS))
+    waiting = _waiting_table(weights.sla_hours)[wait_key.astype(np.int64)]
+    return [infl, spend, renewal, complaint_txt, waiting]
+
+
+_MAX_WAIT_DAYS = 9999
+
+
+@lru_cache(maxsize=8)
+def _waiting_table(sla_hours: float) -> np.ndarray:
+    """Index h (< 48) -> "waiting {h}h ..."; index 46 + d (d >= 2) -> "waiting {d}d ..."."""
+    sla = f" vs {sla_hours:g}h SLA"
+    hours = [f"waiting {i}h{sla}" for i in range(48)]
+    return _table(hours + [f"waiting {d}d{sla}" for d in range(2, _MAX_WAIT_DAYS + 1)])
+
+
+@lru_cache(maxsize=8)
+def _renewal_table(lo: int, hi: int) -> np.ndarray:
+    return _table([_renewal_phrase(d) for d in range(lo, hi + 1)])
+
+
+def _renewal_phrase(days: int) -> str:
+    if days > 1:
+        return f"renewal in {days} days"
+    if days == 1:
+        return "renewal tomorrow"
+    if days == 0:
+        return "renewal today"
+    if days == -1:
+        return "contract ended yesterday"
+    return f"contract ended {-days} days ago"
+
+
+_AMOUNTS = _table([f" (+{c / 100:.2f})" for c in range(101)])
+
+
+def _reasons(
+    tier: np.ndarray,
+    contrib: np.ndarray,
+    influence: np.ndarray,
+    pct: np.ndarray,
+    days_left: np.ndarray,
+    complaint: np.ndarray,
+    social: np.ndarray,
+    hours: np.ndarray,
+    capped: np.ndarray,
+    floored: np.ndarray,
+    weights: Weights,
+) -> np.ndarray:
+    """'High: renewal in 12 days (+0.31), spend top 4% (+0.22), influence 71 (+0.18)'.
+
+    Only the up-to-three largest contributions are shown so the line fits a
+    desk's priority-reason field; a note is appended when the fairness
+    guard, not the score, decided the tier, so agents never see a reason
+    that contradicts the tier. Built with object-array concatenation
+    (one C loop per piece) rather than per-row formatting.
+    """
+    n = len(tier)
+    rows = np.arange(n)
+    labels = np.column_stack(_labels(influence, pct, days_left, complaint, social, hours, weights))
+    order = np.argsort(-contrib, axis=1, kind="stable")
+    reason = _table([t.capitalize() + ": " for t in TIERS])[tier]
+    for slot in range(REASON_TOP):
+        comp = order[:, slot]
+        amount = contrib[rows, comp]
+        cents = np.clip(np.round(amount * 100), 0, 100).astype(np.int64)
+        piece = labels[rows, comp] + _AMOUNTS[cents]
+        if slot == 0:
+            shown = np.where(amount >= REASON_MIN, piece, "no priority signals")
+        else:
+            shown = np.where(amount >= REASON_MIN, ", " + piece, "")
+        reason = reason + shown.astype(object)
+    notes = np.full(n, "", dtype=object)
+    notes[capped] = "; kept below Urgent: influence alone can't make a ticket urgent"
+    notes[floored] = f"; raised to High: waited over {WAITING_FLOOR_SLAS:g}x SLA"
+    return reason + notes
+
+
+def _empty_output(frame: pd.DataFrame) -> pd.DataFrame:
+    data: dict[str, pd.Series] = {
+        "tier": pd.Series([], dtype=str),
+        "score": pd.Series([], dtype=float),
+        "flags": pd.Series([], dtype=object),
+        "reason": pd.Series([], dtype=str),
+    }
+    for name in COMPONENTS:
+        data[f"c_{name}"] = pd.Series([], dtype=float)
+    out = pd.DataFrame(data)
+    out.index = frame.index[:0]
+    if "desk_priority" in frame.columns:
+        out["desk_priority"] = frame["desk_priority"].iloc[:0].array
+    return out

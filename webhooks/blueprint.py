@@ -1,0 +1,84 @@
+"""`POST /webhooks/<source>`: verify, parse, enqueue, answer. Nothing slower.
+
+Every refusal is a 4xx with a JSON body naming the problem, and happens before
+anything is queued. The intake (`app.extensions["clout"].intake`) owns dedupe
+and enqueueing so this module never touches Redis itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from . import get_source
+from .base import PayloadError, SignatureError, WebhookRequest
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("clout_webhooks", __name__)
+
+
+def _error(status: int, error: str, message: str, **extra: Any):
+    body = {"error": error, "message": message, **extra}
+    return jsonify(body), status
+
+
+def _read_body(limit: int) -> bytes | None:
+    """The raw body, or None when it is over `limit` (read at most limit+1 bytes)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    body = request.stream.read(limit + 1)
+    return None if len(body) > limit else body
+
+
+@bp.post("/<source>")
+def receive(source: str):
+    clout = current_app.extensions["clout"]
+    settings = clout.settings
+    module = get_source(source)
+    if module is None:
+        return _error(404, "unknown_source", f"no webhook source named {source!r}")
+
+    limit = settings.config.webhooks.max_body_bytes
+    try:
+        body = _read_body(limit)
+    except RequestEntityTooLarge:
+        body = None
+    if body is None:
+        return _error(413, "body_too_large", f"request body is over {limit} bytes")
+
+    secret = settings.secrets.webhook_secret(source)
+    if not secret:
+        # A deployment problem, not the sender's: 503 so the desk keeps retrying.
+        log.error("webhook secret for %s is not set (CLOUT_WEBHOOK_SECRET_%s)", source, source.upper())
+        return _error(503, "not_configured", f"webhook source {source!r} has no signing secret configured")
+
+    wreq = WebhookRequest(method=request.method, url=request.url, headers=request.headers, body=body)
+    try:
+        module.verify(wreq, secret, now=time.time(),
+                      tolerance=settings.config.webhooks.timestamp_tolerance_seconds)
+    except SignatureError as exc:
+        return _error(401, "bad_signature", exc.message)
+    try:
+        parsed = module.parse(wreq)
+    except PayloadError as exc:
+        return _error(400, "bad_payload", exc.message, details=exc.details)
+
+    if not parsed.events:
+        return jsonify({"status": "ignored", "reason": parsed.ignored or "no ticket events"}), 200
+
+    outcome = clout.intake.accept(source, parsed)
+    if outcome.unavailable:
+        return _error(503, "queue_unavailable", "the queue is unavailable; retry later")
+    body_out: dict[str, Any] = {"event_id": parsed.events[0].event_id, "job_id": outcome.job_id}
+    if len(parsed.events) > 1:
+        body_out["event_ids"] = [e.event_id for e in parsed.events]
+    if outcome.duplicate:
+        body_out["status"] = "duplicate"
+        return jsonify(body_out), 200
+    body_out["status"] = "queued"
+    return jsonify(body_out), 202

@@ -1,0 +1,51 @@
+"""The one shape every desk's webhook is turned into.
+
+Each source module parses its own payload into `TicketEvent`; everything after
+the webhook (queue, jobs, ranking) only ever sees this type, so adding a desk
+never touches the worker. Events travel through RQ as plain JSON, hence the
+explicit `to_dict` / `from_dict` pair instead of pickling dataclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SOCIAL_NETWORKS: tuple[str, ...] = ("x", "bluesky", "mastodon", "github", "reddit", "youtube")
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerFacts:
+    """What the event itself says about the customer; `None` means "not sent"."""
+
+    id: str
+    name: str | None = None
+    email: str | None = None
+    handles: dict[str, str] = field(default_factory=dict)
+    monthly_spend: float | None = None
+    currency: str | None = None
+    contract_end: str | None = None  # ISO date, YYYY-MM-DD
+
+
+@dataclass(frozen=True, slots=True)
+class TicketEvent:
+    """A ticket was opened or changed on some desk."""
+
+    source: str
+    event_id: str
+    occurred_at: str  # ISO 8601 with offset, normalised to UTC
+    ticket_id: str
+    customer: CustomerFacts
+    subject: str = ""
+    description: str = ""
+    desk_priority: str | None = None
+    ticket_created_at: str | None = None  # ISO 8601, UTC
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TicketEvent":
+        values = dict(data)
+        values["customer"] = CustomerFacts(**values["customer"])
+        return cls(**values)

@@ -1,0 +1,194 @@
+"""`generic`: any system that can POST Clout's own JSON event, signed per Standard Webhooks.
+
+Signature (https://www.standardwebhooks.com/): headers `webhook-id`,
+`webhook-timestamp` (unix seconds) and `webhook-signature`, a space-separated
+list of `v1,<base64 HMAC-SHA256>` over `"{id}.{timestamp}.{raw body}"`, keyed
+with the base64 part of a `whsec_...` secret. Several signatures may be sent
+during key rotation; any match passes.
+
+Written by hand rather than with the `standardwebhooks` package because Clout
+needs a configurable tolerance and a distinct, safe error for each failure
+(missing header, stale timestamp, no matching signature) to return as JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import hmac
+import json
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError, field_validator
+
+from .base import Parsed, PayloadError, SignatureError, WebhookRequest
+from .event import SOCIAL_NETWORKS, CustomerFacts, TicketEvent
+
+NAME = "generic"
+SECRET_PREFIX = "whsec_"
+
+
+def _secret_key(secret: str) -> bytes:
+    raw = secret[len(SECRET_PREFIX):] if secret.startswith(SECRET_PREFIX) else secret
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        # Not base64: use the text itself, as some senders do.
+        return raw.encode()
+
+
+def sign(secret: str, msg_id: str, timestamp: int | str, body: bytes) -> str:
+    """The `webhook-signature` value a sender computes (used by the demo and tests)."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(_secret_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def verify(request: WebhookRequest, secret: str, *, now: float, tolerance: int) -> None:
+    headers = request.headers
+    msg_id = headers.get("webhook-id")
+    timestamp = headers.get("webhook-timestamp")
+    signatures = headers.get("webhook-signature")
+    missing = [name for name, value in (("webhook-id", msg_id), ("webhook-timestamp", timestamp),
+                                        ("webhook-signature", signatures)) if not value]
+    if missing:
+        raise SignatureError(f"missing header(s): {', '.join(missing)}")
+    assert msg_id and timestamp and signatures
+    try:
+        ts = int(timestamp)
+    except ValueError:
+        raise SignatureError("webhook-timestamp must be unix seconds") from None
+    if abs(now - ts) > tolerance:
+        raise SignatureError(
+            f"webhook-timestamp is {int(now - ts)} s off the server clock; "
+            f"allowed: {tolerance} s either way"
+        )
+    expected = sign(secret, msg_id, ts, request.body).split(",", 1)[1].encode()
+    matched = False
+    for candidate in signatures.split():
+        version, _, value = candidate.partition(",")
+        if version == "v1" and hmac.compare_digest(value.encode(), expected):
+            matched = True  # keep looping: time must not depend on which one matched
+    if not matched:
+        raise SignatureError("no webhook-signature matches the body (wrong secret, or body changed)")
+
+
+# -- payload ------------------------------------------------------------------
+
+Id = Annotated[StrictStr | StrictInt, Field()]
+Money = Annotated[StrictFloat | StrictInt, Field(ge=0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+
+class _Handles(_Model):
+    x: StrictStr | None = None
+    bluesky: StrictStr | None = None
+    mastodon: StrictStr | None = None
+    github: StrictStr | None = None
+    reddit: StrictStr | None = None
+    youtube: StrictStr | None = None
+
+
+class _Customer(_Model):
+    id: Id
+    name: StrictStr | None = None
+    email: StrictStr | None = None
+    handles: _Handles | None = None
+    monthly_spend: Money | None = None
+    currency: Annotated[StrictStr, Field(pattern=r"^[A-Za-z]{3}$")] | None = None
+    contract_end: dt.date | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _non_empty(cls, value: str | int) -> str | int:
+        if isinstance(value, str) and not value:
+            raise ValueError("must not be empty")
+        return value
+
+
+class _Ticket(_Model):
+    id: Id
+    subject: StrictStr = ""
+    description: StrictStr = ""
+    priority: StrictStr | None = None
+    created_at: dt.datetime | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _non_empty(cls, value: str | int) -> str | int:
+        if isinstance(value, str) and not value:
+            raise ValueError("must not be empty")
+        return value
+
+
+class _Event(_Model):
+    event_id: Annotated[StrictStr, Field(min_length=1, max_length=256)]
+    occurred_at: dt.datetime
+    ticket: _Ticket
+    customer: _Customer
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _aware(cls, value: dt.datetime) -> dt.datetime:
+        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def _iso_utc(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _details(exc: ValidationError) -> list[dict[str, str]]:
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("str", "int", "float")))
+        out.append({"field": loc or "(body)", "problem": err["msg"]})
+    return out
+
+
+def parse(request: WebhookRequest) -> Parsed:
+    delivery_id = request.headers.get("webhook-id", "")
+    try:
+        data: Any = json.loads(request.body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PayloadError(f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise PayloadError("body must be a JSON object (one event)")
+    try:
+        event = _Event.model_validate(data)
+    except ValidationError as exc:
+        details = _details(exc)
+        summary = "; ".join(f"{d['field']}: {d['problem']}" for d in details[:5])
+        raise PayloadError(f"invalid event: {summary}", details) from None
+
+    handles = event.customer.handles.model_dump(exclude_none=True) if event.customer.handles else {}
+    handles = {k: v for k, v in handles.items() if k in SOCIAL_NETWORKS and v}
+    customer = CustomerFacts(
+        id=str(event.customer.id),
+        name=event.customer.name,
+        email=event.customer.email,
+        handles=handles,
+        monthly_spend=None if event.customer.monthly_spend is None else float(event.customer.monthly_spend),
+        currency=event.customer.currency.upper() if event.customer.currency else None,
+        contract_end=event.customer.contract_end.isoformat() if event.customer.contract_end else None,
+    )
+    ticket_event = TicketEvent(
+        source=NAME,
+        event_id=event.event_id,
+        occurred_at=_iso_utc(event.occurred_at) or "",
+        ticket_id=str(event.ticket.id),
+        customer=customer,
+        subject=event.ticket.subject,
+        description=event.ticket.description,
+        desk_priority=event.ticket.priority,
+        ticket_created_at=_iso_utc(event.ticket.created_at),
+    )
+    return Parsed(delivery_id=delivery_id, events=(ticket_event,))
