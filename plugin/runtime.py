@@ -108,7 +108,7 @@ class Runtime:
                              f"available: {', '.join(social.available())}")
         self.settings.desk_priorities(cfg.crm.connector)
 
-    def close(self) -> None:
+    def close(self, grace: float = 0.0) -> None:
         with self._lock:
             store = self._parts.pop("store", None)
             if store is not None:
@@ -116,7 +116,7 @@ class Runtime:
             handle = self._parts.pop("redis_handle", None)
             self._parts.clear()
             if handle is not None:
-                handle.close()
+                handle.close(grace=grace)
 
 
 _current: Runtime | None = None

@@ -33,9 +33,10 @@ class PortInUse(RuntimeError):
 def serve_in_thread(app, host: str, port: int) -> tuple[BaseWSGIServer, threading.Thread]:
     try:
         server = make_server(host, port, app, threaded=True)
-    except OSError as exc:
-        raise PortInUse(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
-                        "pass --port to use another") from None
+    except (OSError, SystemExit) as exc:
+        # werkzeug reports a busy port by printing and calling sys.exit(1).
+        why = getattr(exc, "strerror", None) or "address already in use"
+        raise PortInUse(f"cannot listen on {host}:{port}: {why}; pass --port to use another") from None
     thread = threading.Thread(target=server.serve_forever, name="clout-web", daemon=True)
     thread.start()
     return server, thread
@@ -117,4 +118,4 @@ class LocalStack:
         if self._log_fh:
             self._log_fh.close()
             self._log_fh = None
-        self.runtime.close()  # last one out stops the embedded Redis
+        self.runtime.close(grace=5.0)  # last one out stops the embedded Redis

@@ -35,6 +35,7 @@ Fairness guard, applied after the thresholds:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
@@ -43,7 +44,17 @@ import pandas as pd
 
 from .weights import TIERS, Weights
 
-__all__ = ["COMPONENTS", "FLAGS", "OUTPUT_COLUMNS", "map_tiers", "prioritize"]
+__all__ = [
+    "COMPONENTS",
+    "FLAGS",
+    "OUTPUT_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "influence_curve",
+    "map_tiers",
+    "prioritize",
+    "renewal_urgency",
+    "spend_percentile",
+]
 
 COMPONENTS: tuple[str, ...] = ("influence", "spend", "renewal", "complaint", "waiting")
 FLAGS: tuple[str, ...] = ("VIP", "INFLUENCER", "RENEWAL_SOON", "SOCIAL_COMPLAINT", "AGED")
@@ -61,7 +72,6 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
 INFLUENCE_CURVE = 1.5  # exponent of the influence curve (see module docstring)
 RENEWAL_GRACE_DAYS = 30.0  # an ended contract still counts as "renewal now" this long
 WAITING_FLOOR_SLAS = 2.0  # waited this many SLAs -> at least "high"
-REASON_MIN = 0.005  # contributions that would print as +0.00 are not reasons
 REASON_TOP = 3
 _TOL = 1e-9  # score == threshold must reach the tier despite float sums
 
@@ -98,59 +108,22 @@ def prioritize(
     if missing:
         raise ValueError(f"prioritize: frame lacks column(s) {', '.join(missing)}")
 
-    today_utc = _utc_timestamp(now)
-    influence = _numeric(frame, "influence")
-    spend = _numeric(frame, "monthly_spend")
-    complaint_raw = np.clip(_numeric(frame, "complaint"), 0.0, 1.0)
-    social = _boolean(frame, "social_mention")
-    days_left = _days_until(frame["contract_end"], today_utc)
-    hours = _hours_since(frame["ticket_created_at"], today_utc)
-    book = spend if spend_book is None else _as_float(spend_book)
-    pct = spend_percentile(spend, book)
-
-    parts = np.column_stack(
-        [
-            influence_curve(influence),
-            pct,
-            renewal_urgency(days_left, weights.renewal_horizon_days),
-            np.where(
-                social,
-                np.fmax(np.nan_to_num(complaint_raw), weights.complaint_threshold),
-                np.nan_to_num(complaint_raw),
-            ),
-            np.clip(np.nan_to_num(hours) / weights.sla_hours, 0.0, 1.0),
-        ]
-    )
-    w = np.array([getattr(weights, name) for name in COMPONENTS], dtype=float)
-    contrib = parts * (w / w.sum())
+    sig = _read_signals(frame, _utc_timestamp(now), spend_book)
+    contrib = _components(sig, weights) * _weight_shares(weights)
     score = np.clip(contrib.sum(axis=1), 0.0, 1.0)
 
     base = _tier_index(score, weights)
     capped = (base == _URGENT) & (score - contrib[:, 0] < weights.tier_high - _TOL)
     tier = np.where(capped, _HIGH, base)
-    floored = (np.nan_to_num(hours) >= WAITING_FLOOR_SLAS * weights.sla_hours) & (tier > _HIGH)
+    floored = (sig.hours >= WAITING_FLOOR_SLAS * weights.sla_hours) & (tier > _HIGH)
     tier = np.where(floored, _HIGH, tier)
 
-    with np.errstate(invalid="ignore"):
-        flag_bits = np.column_stack(
-            [
-                pct >= weights.vip_spend_percentile,
-                influence >= weights.influencer_score,
-                (days_left <= weights.renewal_soon_days) & (days_left >= -RENEWAL_GRACE_DAYS),
-                social & (complaint_raw >= weights.complaint_threshold),
-                hours >= weights.aged_hours,
-            ]
-        )
-    tier_names = np.asarray(TIERS, dtype=object)[tier]
     out = pd.DataFrame(
         {
-            "tier": tier_names,
+            "tier": _table(list(TIERS))[tier],
             "score": score,
-            "flags": _flag_tuples(flag_bits),
-            "reason": _reasons(
-                tier, contrib, influence, pct, days_left, parts[:, 3], social, hours,
-                capped, floored, weights,
-            ),
+            "flags": _flags(sig, weights),
+            "reason": _reasons(tier, contrib, sig, capped, floored, weights),
         },
         index=frame.index,
     )
@@ -159,6 +132,73 @@ def prioritize(
     if "desk_priority" in frame.columns:
         out["desk_priority"] = frame["desk_priority"].array
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Signals:
+    """Raw per-row inputs after coercion; NaN = unknown (except where noted)."""
+
+    influence: np.ndarray
+    spend_pct: np.ndarray  # 0 when unknown
+    days_left: np.ndarray  # whole days to contract end, negative once ended
+    complaint: np.ndarray  # clipped 0..1, before the social boost
+    social: np.ndarray  # bool
+    hours: np.ndarray  # hours waited, 0 when unknown or in the future
+
+
+def _read_signals(
+    frame: pd.DataFrame, now: pd.Timestamp, spend_book: pd.Series | np.ndarray | None
+) -> _Signals:
+    spend = _numeric(frame, "monthly_spend")
+    book = spend if spend_book is None else _as_float(spend_book)
+    return _Signals(
+        influence=_numeric(frame, "influence"),
+        spend_pct=spend_percentile(spend, book),
+        days_left=_days_until(frame["contract_end"], now),
+        complaint=np.clip(_numeric(frame, "complaint"), 0.0, 1.0),
+        social=_boolean(frame, "social_mention"),
+        hours=_hours_since(frame["ticket_created_at"], now),
+    )
+
+
+def _components(sig: _Signals, weights: Weights) -> np.ndarray:
+    """(n, 5) matrix of 0..1 components in `COMPONENTS` order, never NaN."""
+    return np.column_stack(
+        [
+            influence_curve(sig.influence),
+            sig.spend_pct,
+            renewal_urgency(sig.days_left, weights.renewal_horizon_days),
+            _boosted_complaint(sig, weights),
+            np.clip(sig.hours / weights.sla_hours, 0.0, 1.0),
+        ]
+    )
+
+
+def _boosted_complaint(sig: _Signals, weights: Weights) -> np.ndarray:
+    known = np.nan_to_num(sig.complaint)
+    return np.where(sig.social, np.fmax(known, weights.complaint_threshold), known)
+
+
+def _weight_shares(weights: Weights) -> np.ndarray:
+    w = np.array([getattr(weights, name) for name in COMPONENTS], dtype=float)
+    return w / w.sum()
+
+
+def _flags(sig: _Signals, weights: Weights) -> np.ndarray:
+    """Tuple of flag names per row. NaN compares False, so unknown never flags."""
+    with np.errstate(invalid="ignore"):
+        bits = np.column_stack(
+            [
+                sig.spend_pct >= weights.vip_spend_percentile,
+                sig.influence >= weights.influencer_score,
+                (sig.days_left <= weights.renewal_soon_days)
+                & (sig.days_left >= -RENEWAL_GRACE_DAYS),
+                sig.social & (sig.complaint >= weights.complaint_threshold),
+                sig.hours >= weights.aged_hours,
+            ]
+        )
+    masks = bits.astype(np.int64) @ (1 << np.arange(len(FLAGS), dtype=np.int64))
+    return _FLAG_TABLE[masks]
 
 
 def map_tiers(tiers: pd.Series, mapping: dict[str, str]) -> pd.Series:
@@ -262,9 +302,9 @@ def _days_until(col: pd.Series, now: pd.Timestamp) -> np.ndarray:
 
 
 def _hours_since(col: pd.Series, now: pd.Timestamp) -> np.ndarray:
-    """Hours waited; NaN when unknown, 0 for creation times in the future (clock skew)."""
+    """Hours waited; 0 when unknown or in the future (clock skew): no waiting signal."""
     hours = ((now - _to_utc(col)) / _HOUR).to_numpy(dtype=float, na_value=np.nan)
-    return np.where(hours < 0, 0.0, hours)
+    return np.clip(np.nan_to_num(hours, nan=0.0), 0.0, None)
 
 
 def _tier_index(score: np.ndarray, weights: Weights) -> np.ndarray:
@@ -281,31 +321,21 @@ def _tier_index(score: np.ndarray, weights: Weights) -> np.ndarray:
 
 # --- output --------------------------------------------------------------
 
+def _table(strings: list) -> np.ndarray:
+    """1-d object array; used for lookup tables indexed by integer codes."""
+    table = np.empty(len(strings), dtype=object)
+    table[:] = strings
+    return table
+
+
 # All 32 possible flag tuples, so each row's flags are one table lookup.
-_FLAG_TABLE = np.empty(1 << len(FLAGS), dtype=object)
-for _mask in range(_FLAG_TABLE.size):
-    _FLAG_TABLE[_mask] = tuple(f for i, f in enumerate(FLAGS) if _mask >> i & 1)
+_FLAG_TABLE = _table(
+    [tuple(f for i, f in enumerate(FLAGS) if mask >> i & 1) for mask in range(1 << len(FLAGS))]
+)
 
 
-def _flag_tuples(bits: np.ndarray) -> np.ndarray:
-    masks = bits.astype(np.int64) @ (1 << np.arange(len(FLAGS), dtype=np.int64))
-    return _FLAG_TABLE[masks]
-
-
-def _table(strings: list[str]) -> np.ndarray:
-    return np.asarray(strings, dtype=object)
-
-
-def _labels(
-    influence: np.ndarray,
-    pct: np.ndarray,
-    days_left: np.ndarray,
-    complaint: np.ndarray,
-    social: np.ndarray,
-    hours: np.ndarray,
-    weights: Weights,
-) -> list[np.ndarray]:
-    """Human phrase per component per row.
+def _labels(sig: _Signals, weights: Weights) -> list[np.ndarray]:
+    """Human phrase per component per row, in `COMPONENTS` order.
 
     Every phrase comes from a small table indexed by an integer key
     (influence 1..100, top-% 1..100, days, tenths of complaint, hours/days),
@@ -313,29 +343,27 @@ def _labels(
     Values outside a component's contributing range are clipped; their
     phrase is never shown because their contribution is 0.
     """
-    infl_key = np.clip(np.nan_to_num(np.round(influence), nan=1.0), 1, 100).astype(np.int64)
+    infl_key = np.clip(np.nan_to_num(np.round(sig.influence), nan=1.0), 1, 100).astype(np.int64)
     infl = _table([f"influence {i}" for i in range(101)])[infl_key]
 
-    top_key = np.clip(np.ceil(np.round((1.0 - pct) * 100.0, 6)), 1, 100).astype(np.int64)
+    top_key = np.clip(np.ceil(np.round((1.0 - sig.spend_pct) * 100.0, 6)), 1, 100).astype(np.int64)
     spend = _table([f"spend top {i}%" for i in range(101)])[top_key]
 
-    lo, hi = -int(RENEWAL_GRACE_DAYS) - 1, int(np.ceil(weights.renewal_horizon_days)) + 1
-    day_key = np.clip(np.nan_to_num(days_left, nan=hi), lo, hi).astype(np.int64) - lo
+    lo = -int(RENEWAL_GRACE_DAYS) - 1
+    hi = int(min(np.ceil(weights.renewal_horizon_days), _MAX_LABEL_DAYS)) + 1
+    day_key = np.clip(np.nan_to_num(sig.days_left, nan=hi), lo, hi).astype(np.int64) - lo
     renewal = _renewal_table(lo, hi)[day_key]
 
-    tenth = np.clip(np.round(np.nan_to_num(complaint) * 10), 0, 10).astype(np.int64)
-    complaint_key = tenth + 11 * social.astype(np.int64)
+    tenth = np.clip(np.round(_boosted_complaint(sig, weights) * 10), 0, 10).astype(np.int64)
+    complaint_key = tenth + 11 * sig.social.astype(np.int64)
     complaint_txt = _table(
         [f"{kind}complaint {t / 10:.1f}" for kind in ("", "public ") for t in range(11)]
     )[complaint_key]
 
-    h = np.nan_to_num(hours)
-    wait_key = np.where(h < 48, np.floor(h), 46 + np.minimum(h // 24, _MAX_WAIT_DAYS))
+    h = sig.hours
+    wait_key = np.where(h < 48, np.floor(h), 46 + np.minimum(h // 24, _MAX_LABEL_DAYS))
     waiting = _waiting_table(weights.sla_hours)[wait_key.astype(np.int64)]
     return [infl, spend, renewal, complaint_txt, waiting]
-
-
-_MAX_WAIT_DAYS = 9999
 
 
 @lru_cache(maxsize=8)
@@ -343,7 +371,7 @@ def _waiting_table(sla_hours: float) -> np.ndarray:
     """Index h (< 48) -> "waiting {h}h ..."; index 46 + d (d >= 2) -> "waiting {d}d ..."."""
     sla = f" vs {sla_hours:g}h SLA"
     hours = [f"waiting {i}h{sla}" for i in range(48)]
-    return _table(hours + [f"waiting {d}d{sla}" for d in range(2, _MAX_WAIT_DAYS + 1)])
+    return _table(hours + [f"waiting {d}d{sla}" for d in range(2, _MAX_LABEL_DAYS + 1)])
 
 
 @lru_cache(maxsize=8)
@@ -363,18 +391,14 @@ def _renewal_phrase(days: int) -> str:
     return f"contract ended {-days} days ago"
 
 
-_AMOUNTS = _table([f" (+{c / 100:.2f})" for c in range(101)])
+_MAX_LABEL_DAYS = 9999  # label tables stop here; longer spans print as 9999 days
+_AMOUNTS = _table([""] + [f" (+{c / 100:.2f})" for c in range(1, 101)])
 
 
 def _reasons(
     tier: np.ndarray,
     contrib: np.ndarray,
-    influence: np.ndarray,
-    pct: np.ndarray,
-    days_left: np.ndarray,
-    complaint: np.ndarray,
-    social: np.ndarray,
-    hours: np.ndarray,
+    sig: _Signals,
     capped: np.ndarray,
     floored: np.ndarray,
     weights: Weights,
@@ -384,28 +408,32 @@ def _reasons(
     Only the up-to-three largest contributions are shown so the line fits a
     desk's priority-reason field; a note is appended when the fairness
     guard, not the score, decided the tier, so agents never see a reason
-    that contradicts the tier. Built with object-array concatenation
-    (one C loop per piece) rather than per-row formatting.
+    that contradicts the tier. Every piece is a table lookup or a masked
+    pick, so the only per-row work is one C-level `str.join`.
     """
     n = len(tier)
     rows = np.arange(n)
-    labels = np.column_stack(_labels(influence, pct, days_left, complaint, social, hours, weights))
+    labels = np.column_stack(_labels(sig, weights))
     order = np.argsort(-contrib, axis=1, kind="stable")
-    reason = _table([t.capitalize() + ": " for t in TIERS])[tier]
+    empty = np.full(n, "", dtype=object)
+    columns = [_table([t.capitalize() + ": " for t in TIERS])[tier]]
     for slot in range(REASON_TOP):
         comp = order[:, slot]
-        amount = contrib[rows, comp]
-        cents = np.clip(np.round(amount * 100), 0, 100).astype(np.int64)
-        piece = labels[rows, comp] + _AMOUNTS[cents]
+        # Half-up to whole cents; anything that would print as +0.00 is no reason.
+        cents = np.clip(np.floor(contrib[rows, comp] * 100 + 0.5), 0, 100).astype(np.int64)
+        shown = cents > 0
         if slot == 0:
-            shown = np.where(amount >= REASON_MIN, piece, "no priority signals")
+            columns.append(np.where(shown, labels[rows, comp], "no priority signals"))
         else:
-            shown = np.where(amount >= REASON_MIN, ", " + piece, "")
-        reason = reason + shown.astype(object)
-    notes = np.full(n, "", dtype=object)
+            columns.append(np.where(shown, ", ", empty))
+            columns.append(np.where(shown, labels[rows, comp], empty))
+        columns.append(_AMOUNTS[cents])  # "" for 0 cents
+    notes = empty.copy()
     notes[capped] = "; kept below Urgent: influence alone can't make a ticket urgent"
     notes[floored] = f"; raised to High: waited over {WAITING_FLOOR_SLAS:g}x SLA"
-    return reason + notes
+    columns.append(notes)
+    # Only pointer gathers above; the one per-row step is a C-level join.
+    return np.fromiter(map("".join, zip(*columns)), dtype=object, count=n)
 
 
 def _empty_output(frame: pd.DataFrame) -> pd.DataFrame:

@@ -1,10 +1,13 @@
 """Social influence sources and the per-network parsers, found by name.
 
-Registration follows Redash's query runners: a source class registers itself
-under a name with `@register("name")`, the worker asks `create(name, ...)` for
-an instance, and `available()` lists what this install can use. Built-in
-sources are imported from `BUILTIN_SOURCES`; one whose optional dependency is
-missing is skipped rather than breaking the import, as Redash does.
+Registration follows Redash's query runners (and `connectors.crm`): a source
+factory registers itself under a name with `@register("name")`, the runtime
+asks `build(name, **options)` for an instance, and `available()` lists what
+this install can use. Every factory receives the same keyword options (e.g.
+`snapshot_path`) and ignores the ones it has no use for, so the runtime
+needs no per-source code. Built-in sources are imported from
+`BUILTIN_SOURCES`; one whose optional dependency is missing is skipped
+rather than breaking the import, as Redash does.
 
 `PARSERS` maps each network in `webhooks.event.SOCIAL_NETWORKS` to the pure
 `parse(raw, now=None) -> NetworkMetrics` of its module, so a live client and
@@ -23,7 +26,7 @@ import importlib
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from connectors.social.base import InfluenceSource, NetworkMetrics
@@ -92,15 +95,15 @@ def as_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 def reference_time(now: datetime | None) -> datetime:
     """The moment the activity window ends: `now` if given, else the clock."""
     if now is None:
-        return datetime.now(timezone.utc)
-    return now if now.tzinfo is not None else now.replace(tzinfo=timezone.utc)
+        return datetime.now(UTC)
+    return now if now.tzinfo is not None else now.replace(tzinfo=UTC)
 
 
 def sum_counts(values: Iterable[float | None]) -> float | None:
@@ -109,9 +112,7 @@ def sum_counts(values: Iterable[float | None]) -> float | None:
     return float(sum(known)) if known else None
 
 
-def recent_activity(
-    times: Iterable[datetime | None], now: datetime, truncated: bool
-) -> int:
+def recent_activity(times: Iterable[datetime | None], now: datetime, truncated: bool) -> int:
     """Own posts inside the activity window, estimated from a sample.
 
     APIs return one page of recent posts (X 10 by default, Mastodon 20). If
@@ -128,7 +129,7 @@ def recent_activity(
     span_days = max((now - min(inside)).total_seconds() / 86400.0, 1.0)
     if span_days >= WINDOW_DAYS:
         return len(inside)
-    return int(round(len(inside) * WINDOW_DAYS / span_days))
+    return round(len(inside) * WINDOW_DAYS / span_days)
 
 
 # --------------------------------------------------------------------------
@@ -146,7 +147,7 @@ BUILTIN_SOURCES: tuple[str, ...] = ("connectors.social.snapshot",)
 
 
 def register(name: str) -> Callable[[F], F]:
-    """Class decorator: make a source constructible as `create(name, ...)`."""
+    """Decorator: make a source factory (class or function) `build(name, ...)`-able."""
 
     def decorator(factory: F) -> F:
         existing = SOURCES.get(name)
@@ -163,8 +164,8 @@ def available() -> list[str]:
     return sorted(SOURCES)
 
 
-def create(name: str, /, **options: Any) -> InfluenceSource:
-    """Instantiate the source registered as `name` with its options."""
+def build(name: str, /, **options: Any) -> InfluenceSource:
+    """The source registered as `name`; a clear error lists the known ones."""
     try:
         factory = SOURCES[name]
     except KeyError:
@@ -206,7 +207,7 @@ __all__ = [
     "as_mapping",
     "as_time",
     "available",
-    "create",
+    "build",
     "import_sources",
     "recent_activity",
     "reference_time",

@@ -18,7 +18,6 @@ from typing import Any
 
 from connectors.social import (
     as_count,
-    as_list,
     as_mapping,
     as_time,
     recent_activity,
@@ -48,8 +47,7 @@ def parse(raw: Mapping[str, Any], now: datetime | None = None) -> NetworkMetrics
     statuses = bundle.get("statuses")
     if isinstance(statuses, list):
         own = [
-            as_mapping(s) for s in statuses
-            if isinstance(s, Mapping) and s.get("reblog") is None
+            as_mapping(s) for s in statuses if isinstance(s, Mapping) and s.get("reblog") is None
         ]
         metrics["sample_posts"] = len(own)
         metrics["recent_posts_90d"] = recent_activity(

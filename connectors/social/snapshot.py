@@ -42,12 +42,11 @@ def normalise_handle(network: str, handle: str) -> str:
     if network == "reddit":
         for prefix in ("/u/", "u/", "/user/", "user/"):
             if key.startswith(prefix):
-                key = key[len(prefix):]
+                key = key[len(prefix) :]
                 break
     return key.lstrip("@")
 
 
-@register("snapshot")
 class SnapshotSource:
     """`InfluenceSource` backed by a snapshot file, loaded once on first use."""
 
@@ -94,9 +93,28 @@ class SnapshotSource:
             return self._index
         with self._lock:
             if self._index is None:
-                document = json.loads(self.path.read_text(encoding="utf-8"))
-                self._index, self._captured_at = _index(document, self.path)
+                try:
+                    document = json.loads(self.path.read_text(encoding="utf-8"))
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{self.path}: not valid JSON ({exc})") from None
+                index, self._captured_at = _index(document, self.path)
+                self._index = index  # last: readers outside the lock test this
         return self._index
+
+
+@register("snapshot")
+def from_options(
+    *,
+    snapshot_path: str | Path | None = None,
+    path: str | Path | None = None,
+    now: datetime | None = None,
+    **_other_sources_options: Any,
+) -> SnapshotSource:
+    """Registry factory: the runtime hands every source the same options."""
+    chosen = path if path is not None else snapshot_path
+    if chosen is None:
+        raise ValueError("influence source 'snapshot' needs snapshot_path (the bundled JSON file)")
+    return SnapshotSource(chosen, now=now)
 
 
 def _index(
@@ -105,7 +123,7 @@ def _index(
     if not isinstance(document, Mapping) or document.get("version") != SUPPORTED_VERSION:
         raise ValueError(
             f"{path}: not a version {SUPPORTED_VERSION} influence snapshot "
-            "(expected {\"version\": 1, \"networks\": {...}})"
+            '(expected {"version": 1, "networks": {...}})'
         )
     index: dict[str, dict[str, Mapping[str, Any]]] = {}
     for network, bundles in as_mapping(document.get("networks")).items():

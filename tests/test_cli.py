@@ -1,0 +1,145 @@
+"""The `clout` command as a user runs it: real processes, real HTTP, embedded Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import TEST_SECRET, TEST_TOKEN, standard_webhook_headers
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUT_")}
+    env.pop("REDIS_URL", None)  # these tests are about the embedded default
+    env.update({"CLOUT_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT), **extra})
+    return env
+
+
+def _clout(*args: str) -> list[str]:
+    return [sys.executable, "-m", "plugin.cli", *args]
+
+
+def _embedded_pid(data_dir: Path) -> int | None:
+    settings_file = data_dir / "redis" / "clout.rdb.settings"
+    if not settings_file.exists():
+        return None
+    pidfile = Path(json.loads(settings_file.read_text())["pidfile"])
+    return int(pidfile.read_text()) if pidfile.exists() else None
+
+
+def _gone(pid: int | None, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while pid and time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return pid is None
+
+
+def test_demo_prints_the_ranked_queue_and_exits_0(tmp_path: Path):
+    env = _env(tmp_path)
+    proc = subprocess.run(_clout("demo", "--port", "0"), env=env, capture_output=True, text=True,
+                          timeout=240, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "Posted 12 signed webhooks" in out
+    assert "Decided 12/12" in out
+    for header in ("Priority", "Customer", "Flags", "Reason"):
+        assert header in out
+    rows = [line for line in out.splitlines() if re.match(r"^\s*\d+\s+(Urgent|High|Normal|Low)\b", line)]
+    assert len(rows) == 12, out
+    # Throwaway secrets are never printed.
+    assert "whsec_" not in out + proc.stderr
+    # The embedded Redis stopped with the demo.
+    assert _gone(_embedded_pid(tmp_path / "data"))
+    # Running it again works (same data dir, fresh delivery ids).
+    again = subprocess.run(_clout("demo", "--port", "0"), env=env, capture_output=True, text=True,
+                           timeout=240, cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_run_serves_webhooks_until_sigterm(tmp_path: Path):
+    env = _env(tmp_path, CLOUT_WEBHOOK_SECRET_GENERIC=TEST_SECRET, CLOUT_API_TOKEN=TEST_TOKEN)
+    proc = subprocess.Popen(_clout("run", "--port", "0"), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, cwd=tmp_path)
+    try:
+        line = proc.stdout.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+        assert match, line
+        base = f"http://127.0.0.1:{match.group(1)}"
+        session = requests.Session()
+        session.trust_env = False
+        assert session.get(f"{base}/healthz", timeout=5).status_code == 200
+        body = json.dumps({
+            "event_id": "evt-run-1", "occurred_at": "2026-11-25T10:00:00Z",
+            "ticket": {"id": "T-RUN-1", "subject": "Refund please, charged twice"},
+            "customer": {"id": "C-RUN", "monthly_spend": 120, "handles": {"x": "farahtech"}},
+        }).encode()
+        msg = f"msg_{uuid.uuid4().hex}"
+        resp = session.post(f"{base}/webhooks/generic", data=body,
+                            headers=standard_webhook_headers(TEST_SECRET, msg, body), timeout=5)
+        assert resp.status_code == 202, resp.text
+        decided = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            r = session.get(f"{base}/api/tickets/T-RUN-1",
+                            headers={"Authorization": f"Bearer {TEST_TOKEN}"}, timeout=5)
+            if r.status_code == 200:
+                decided = r.json()
+                break
+            time.sleep(0.2)
+        assert decided is not None, "worker process never decided the ticket"
+        assert decided["ticket_id"] == "T-RUN-1" and decided["reason"]
+        pid = _embedded_pid(tmp_path / "data")
+        assert pid
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+    assert code == 0
+    assert _gone(pid), "embedded Redis must stop when clout run stops"
+
+
+def test_bad_setting_stops_startup_with_a_clear_message(tmp_path: Path):
+    env = _env(tmp_path, CLOUT_RANKING__WEIGHTS__SPEND="-2")
+    proc = subprocess.run(_clout("worker", "--burst"), env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "ranking.weights.spend" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_unknown_connector_stops_startup(tmp_path: Path):
+    env = _env(tmp_path, CLOUT_CRM__CONNECTOR="nosuchcrm")
+    proc = subprocess.run(_clout("worker", "--burst"), env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "crm.connector" in proc.stderr and "local" in proc.stderr
+
+
+def test_port_in_use_is_a_clear_error(tmp_path: Path):
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    port = sock.getsockname()[1]
+    try:
+        proc = subprocess.run(_clout("web", "--port", str(port)), env=_env(tmp_path), capture_output=True,
+                              text=True, timeout=60)
+    finally:
+        sock.close()
+    assert proc.returncode != 0
+    assert f"127.0.0.1:{port}" in proc.stderr and "--port" in proc.stderr
+    assert "Traceback" not in proc.stderr

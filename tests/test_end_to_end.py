@@ -1,0 +1,166 @@
+"""Webhook in -> real RQ worker -> decision out, on the real Redis and store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+from conftest import auth
+from connectors.crm.base import Customer
+from plugin.store import decisions, influence_history
+
+
+def _today(offset_days: int = 0) -> str:
+    return (dt.date.today() + dt.timedelta(days=offset_days)).isoformat()
+
+
+def _event(ticket_id: str, customer: dict, *, subject: str = "Help", description: str = "",
+           age_hours: float = 1.0) -> dict:
+    now = dt.datetime.now(dt.timezone.utc)
+    return {
+        "event_id": f"evt_{uuid.uuid4().hex}",
+        "occurred_at": now.isoformat(),
+        "ticket": {"id": ticket_id, "subject": subject, "description": description,
+                   "priority": "Normal", "created_at": (now - dt.timedelta(hours=age_hours)).isoformat()},
+        "customer": customer,
+    }
+
+
+def _seed_book(runtime, n: int = 40) -> None:
+    """A customer book so spend percentiles mean something."""
+    runtime.store.upsert_customers(
+        Customer(id=f"BOOK-{i}", monthly_spend=float(20 + i * 10)) for i in range(n)
+    )
+
+
+def test_webhook_to_decision_through_a_real_worker(post_generic, drain, client, runtime):
+    _seed_book(runtime)
+    runtime.store.upsert_customers([Customer(
+        id="C-BIG", name="Big Spender", handles={"x": "adaq"}, monthly_spend=9000.0,
+        contract_end=_today(10))])
+    resp = post_generic(_event("T-1", {"id": "C-BIG"}, subject="Export broken again",
+                               description="This is unacceptable, we may cancel."))
+    assert resp.status_code == 202
+    job_id = resp.get_json()["job_id"]
+    drain()
+
+    job = Job.fetch(job_id, connection=runtime.redis, serializer=JSONSerializer)
+    assert job.get_status() == JobStatus.FINISHED
+    assert job.return_value()["decided"] == 1
+
+    got = client.get("/api/tickets/T-1", headers=auth())
+    assert got.status_code == 200
+    body = got.get_json()
+    assert set(body) >= {"ticket_id", "priority", "tier", "score", "flags", "reason", "decided_at"}
+    assert body["ticket_id"] == "T-1"
+    assert body["tier"] in ("urgent", "high")
+    assert body["priority"] == {"urgent": "Urgent", "high": "High"}[body["tier"]]
+    assert "VIP" in body["flags"] and "RENEWAL_SOON" in body["flags"]
+    assert body["reason"].startswith(body["tier"].capitalize())
+    assert "renewal" in body["reason"]
+
+    # Written back to the (local) desk, recorded with components and weights version.
+    with runtime.store.engine.connect() as conn:
+        row = conn.execute(decisions.select()).one()
+        hist = conn.execute(influence_history.select()).all()
+    assert row.weights_version == runtime.settings.weights.version()
+    assert set(row.components) >= {"influence", "spend", "renewal", "complaint", "waiting"}
+    assert len(hist) == 1 and hist[0].customer_id == "C-BIG" and hist[0].score > 1
+
+
+def test_event_facts_win_and_crm_fills_gaps(post_generic, drain, runtime):
+    runtime.store.upsert_customers([Customer(
+        id="C-MIX", name="Old Name", email="old@x.example", handles={"github": "kestrel-labs"},
+        monthly_spend=10.0, contract_end=_today(200))])
+    post_generic(_event("T-2", {"id": "C-MIX", "name": "New Name", "monthly_spend": 5000,
+                                "handles": {"x": "farahtech"}}))
+    drain()
+    c = runtime.store.get_customers(["C-MIX"])["C-MIX"]
+    assert c.name == "New Name" and c.monthly_spend == 5000.0
+    assert c.email == "old@x.example" and c.contract_end == _today(200)
+    assert c.handles == {"github": "kestrel-labs", "x": "farahtech"}
+
+
+def test_unknown_customer_is_created_from_the_event(post_generic, drain, runtime, client):
+    post_generic(_event("T-3", {"id": "C-NEW", "monthly_spend": 12.5}))
+    drain()
+    assert runtime.store.get_customers(["C-NEW"])["C-NEW"].monthly_spend == 12.5
+    assert client.get("/api/tickets/T-3", headers=auth()).get_json()["tier"] in ("normal", "low")
+
+
+def test_queue_is_ordered_and_redecisions_append_history(post_generic, drain, runtime, client):
+    _seed_book(runtime)
+    post_generic(_event("T-small", {"id": "C-S", "monthly_spend": 20}))
+    post_generic(_event("T-big", {"id": "C-B", "monthly_spend": 20000, "contract_end": _today(5)}))
+    drain()
+    queue = client.get("/api/queue", headers=auth()).get_json()["tickets"]
+    assert [t["ticket_id"] for t in queue] == ["T-big", "T-small"]
+    assert queue[0]["score"] > queue[1]["score"]
+
+    # The small ticket ages past twice the SLA: the fairness guard lifts it.
+    post_generic(_event("T-small", {"id": "C-S"}, age_hours=60))
+    drain()
+    small = client.get("/api/tickets/T-small", headers=auth()).get_json()
+    assert small["tier"] in ("urgent", "high")
+    assert "AGED" in small["flags"]
+    assert runtime.store.count("decisions") == 3
+
+
+def test_many_events_in_one_job_are_ranked_together(runtime):
+    from plugin.jobs import process_events
+    from webhooks.event import CustomerFacts, TicketEvent
+
+    now = dt.datetime.now(dt.timezone.utc).isoformat()
+    events = [
+        TicketEvent(source="generic", event_id=f"e{i}", occurred_at=now, ticket_id=f"T-B{i}",
+                    customer=CustomerFacts(id=f"C-B{i}", monthly_spend=float(10 * (i + 1)),
+                                           handles={"x": "adaq"} if i % 2 else {}))
+        for i in range(30)
+    ]
+    # The same ticket twice in one batch: only the newest event counts.
+    events.append(TicketEvent(source="generic", event_id="e-old", occurred_at="2000-01-01T00:00:00Z",
+                              ticket_id="T-B0", customer=CustomerFacts(id="C-B0")))
+    result = runtime.queue.enqueue("plugin.jobs.process_events", [e.to_dict() for e in events])
+    from rq import SimpleWorker
+
+    SimpleWorker([runtime.queue], connection=runtime.redis, serializer=JSONSerializer).work(burst=True)
+    summary = result.return_value()
+    assert summary["decided"] == 30
+    scores = {t["ticket_id"]: t["score"] for t in summary["tickets"]}
+    assert scores["T-B29"] > scores["T-B0"]  # spend percentile across the batch and book
+    # Influence was looked up once per customer and cached for the next job.
+    assert runtime.store.count("influence_history") == 15
+    process_events([e.to_dict() for e in events[:4]])
+    assert runtime.store.count("influence_history") == 15
+
+
+def test_failing_job_is_retried_by_rq(base_env, redis_session, tmp_path):
+    """A real failure (the snapshot file is missing) is scheduled for retry, not dropped."""
+    from rq import SimpleWorker
+
+    from plugin import runtime as runtime_mod
+    from plugin.redis_conn import RedisHandle
+    from plugin.runtime import Runtime
+    from plugin.settings import load_settings
+
+    env = {**base_env, "CLOUT_INFLUENCE__SNAPSHOT_PATH": str(tmp_path / "missing.json"),
+           "CLOUT_QUEUE__RETRY_INTERVALS": "[60]"}
+    rt = Runtime(load_settings(env), redis_handle=RedisHandle(client=redis_session.new_client()))
+    runtime_mod.install(rt)
+    try:
+        from plugin.queues import enqueue_events
+
+        now = dt.datetime.now(dt.timezone.utc).isoformat()
+        job = enqueue_events(rt.queue, rt.settings, [{
+            "source": "generic", "event_id": "e1", "occurred_at": now, "ticket_id": "T-R",
+            "customer": {"id": "C-R", "handles": {"x": "adaq"}}}])
+        SimpleWorker([rt.queue], connection=rt.redis, serializer=JSONSerializer).work(burst=True)
+        job.refresh()
+        assert job.retries_left == rt.settings.config.queue.retry_max - 1
+        assert job.get_status() == JobStatus.SCHEDULED
+    finally:
+        runtime_mod.install(None)
+        rt.close()

@@ -1,0 +1,108 @@
+"""Settings: bundled TOML, then CLOUT_CONFIG, then CLOUT_* env; secrets only from env."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from plugin.settings import SettingsError, load_settings
+
+
+def test_defaults_need_no_settings(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s = load_settings({})
+    assert s.redis_url is None
+    assert s.data_dir == tmp_path / ".clout"
+    assert s.database_url == f"sqlite:///{tmp_path / '.clout' / 'clout.db'}"
+    assert s.config.crm.connector == "local"
+    assert s.config.influence.source == "snapshot"
+    assert s.secrets.api_token is None
+    assert s.weights.spend == 0.25
+    assert s.desk_priorities("salesforce")["normal"] == "Medium"
+
+
+def test_config_file_then_env_override(tmp_path: Path):
+    cfg = tmp_path / "clout.toml"
+    cfg.write_text("[ranking.weights]\nspend = 0.5\ninfluence = 0.1\n[queue]\nname = 'from-file'\n")
+    s = load_settings({"CLOUT_CONFIG": str(cfg), "CLOUT_RANKING__WEIGHTS__SPEND": "0.7"})
+    assert s.weights.spend == 0.7  # env beats file
+    assert s.weights.influence == 0.1  # file beats bundled default
+    assert s.weights.renewal == 0.25  # untouched default
+    assert s.config.queue.name == "from-file"
+    assert s.sources[-1] == str(cfg.resolve())
+
+
+def test_env_values_are_typed_like_toml():
+    s = load_settings({"CLOUT_QUEUE__RETRY_INTERVALS": "[1, 2]", "CLOUT_QUEUE__NAME": "plain-string"})
+    assert s.config.queue.retry_intervals == [1, 2]
+    assert s.config.queue.name == "plain-string"
+
+
+def test_service_urls_and_data_dir_from_env(tmp_path: Path):
+    s = load_settings({"REDIS_URL": "redis://127.0.0.1:6379/3", "DATABASE_URL": "postgresql://x/y",
+                       "CLOUT_DATA_DIR": str(tmp_path / "d")})
+    assert s.redis_url == "redis://127.0.0.1:6379/3"
+    assert s.database_url == "postgresql://x/y"
+    assert s.data_dir == tmp_path / "d"
+
+
+@pytest.mark.parametrize(
+    "env, key, allowed",
+    [
+        ({"CLOUT_RANKING__WEIGHTS__SPEND": "-1"}, "ranking.weights.spend", "greater than or equal to 0"),
+        ({"CLOUT_RANKING__WEIGHTS__SPEND": "lots"}, "ranking.weights.spend", "valid number"),
+        ({"CLOUT_SERVICE__LOG_LEVEL": "LOUD"}, "service.log_level", "'DEBUG'"),
+        ({"CLOUT_RANKING__TIERS__URGENT": "0.1"}, "ranking.tiers", "urgent >= high >= normal"),
+        ({"CLOUT_WEBHOOKS__DEDUPE_TTL_SECONDS": "60"}, "webhooks.dedupe_ttl_seconds", "259200"),
+        ({"CLOUT_RANKING__WEIGHTS__SPEEND": "0.3"}, "ranking.weights.speend", "unknown setting"),
+    ],
+)
+def test_bad_setting_names_key_and_what_is_allowed(env, key, allowed):
+    with pytest.raises(SettingsError) as err:
+        load_settings(env)
+    assert key in str(err.value)
+    assert allowed in str(err.value)
+
+
+def test_bad_env_name_shape_is_explained():
+    with pytest.raises(SettingsError, match="CLOUT_<SECTION>__<KEY>"):
+        load_settings({"CLOUT_SPEND": "1"})
+
+
+def test_missing_and_broken_config_files(tmp_path: Path):
+    with pytest.raises(SettingsError, match="file not found"):
+        load_settings({"CLOUT_CONFIG": str(tmp_path / "nope.toml")})
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[ranking\n")
+    with pytest.raises(SettingsError, match="not valid TOML"):
+        load_settings({"CLOUT_CONFIG": str(broken)})
+
+
+def test_secrets_cannot_come_from_the_file(tmp_path: Path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[service]\napi_token = 'oops'\n")
+    with pytest.raises(SettingsError, match="service.api_token: unknown setting"):
+        load_settings({"CLOUT_CONFIG": str(cfg)})
+
+
+def test_secrets_from_env_never_show_in_repr():
+    s = load_settings({"CLOUT_API_TOKEN": "tok-SECRET-1", "CLOUT_WEBHOOK_SECRET_GENERIC": "whsec_SECRET2"})
+    assert s.secrets.api_token == "tok-SECRET-1"
+    assert s.secrets.webhook_secret("generic") == "whsec_SECRET2"
+    for text in (repr(s), repr(s.secrets), str(s.secrets), repr(s.secrets.api_token)):
+        assert "SECRET" not in text
+
+
+def test_desk_mapping_must_cover_every_tier(tmp_path: Path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[desks.mydesk.priorities]\nurgent = 'P1'\nhigh = 'P2'\n")
+    with pytest.raises(SettingsError, match="desks.mydesk.priorities.*missing normal, low"):
+        load_settings({"CLOUT_CONFIG": str(cfg)})
+
+
+def test_weights_version_changes_with_weights():
+    a = load_settings({}).weights.version()
+    b = load_settings({"CLOUT_RANKING__WEIGHTS__SPEND": "0.3"}).weights.version()
+    assert a != b and len(a) == 12
+    assert a == load_settings({}).weights.version()
