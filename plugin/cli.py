@@ -130,8 +130,13 @@ def demo(host: str, port: int, timeout: float) -> None:
             job_ids.append(resp.json()["job_id"])
         click.echo(f"Posted {len(events)} signed webhooks to /webhooks/generic (all 202).")
 
+        interactive = sys.stdout.isatty()
+
         def progress(done: int, total: int) -> None:
-            click.echo(f"\rDecided {done}/{total}", nl=False)
+            if interactive:
+                click.echo(f"\rDecided {done}/{total}", nl=False)
+            elif done == total:
+                click.echo(f"Decided {done}/{total}", nl=False)
 
         final = demo_mod.wait_for_jobs(rt.redis, job_ids, timeout, progress)
         click.echo("")

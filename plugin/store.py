@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from connectors.crm.base import Customer, Decision
+from ranking.weights import TIERS
 
 metadata = sa.MetaData()
 
@@ -49,7 +50,9 @@ tickets = sa.Table(
     sa.Column("desk_reason", sa.Text),
     # Latest decision, denormalised so the queue is one indexed query.
     sa.Column("decision_id", sa.Integer),
-    sa.Column("score", sa.Float, index=True),
+    sa.Column("tier_rank", sa.Integer),  # 0 = urgent ... 3 = low
+    sa.Column("score", sa.Float),
+    sa.Index("ix_tickets_queue", "status", "tier_rank", "score"),
 )
 
 decisions = sa.Table(
@@ -112,8 +115,17 @@ def _parse_ts(value: str | dt.datetime | None) -> dt.datetime | None:
     return _as_utc(dt.datetime.fromisoformat(value.replace("Z", "+00:00")))
 
 
+def normalise_url(database_url: str) -> str:
+    """`postgresql://` / `postgres://` mean psycopg 3, the driver Clout installs."""
+    for prefix in ("postgresql://", "postgres://"):
+        if database_url.startswith(prefix):
+            return "postgresql+psycopg://" + database_url[len(prefix):]
+    return database_url
+
+
 def make_engine(database_url: str) -> Engine:
     """An engine tuned for several Clout processes sharing one database."""
+    database_url = normalise_url(database_url)
     if database_url.startswith("sqlite"):
         engine = sa.create_engine(database_url, connect_args={"timeout": 30})
 
@@ -251,7 +263,8 @@ class Store:
                 conn.execute(
                     tickets.update()
                     .where(tickets.c.source == d.source, tickets.c.id == d.ticket_id)
-                    .values(decision_id=decision_id, score=d.score)
+                    .values(decision_id=decision_id, score=d.score,
+                            tier_rank=TIERS.index(d.tier) if d.tier in TIERS else len(TIERS))
                 )
 
     def write_desk_fields(self, items: Sequence[Decision]) -> list[str]:
@@ -323,14 +336,19 @@ class Store:
             return [self._decision_view(r) for r in conn.execute(query)]
 
     def open_queue(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-        """Open tickets that have a decision, best first; ties broken by age (oldest first)."""
+        """Open tickets that have a decision: by tier, then score, then age (oldest first).
+
+        Tier comes first because the fairness guard can lift a low-scoring ticket
+        that has waited too long; the queue must honour that lift.
+        """
         query = (
             sa.select(decisions, customers.c.name.label("customer_name"),
                       tickets.c.subject, tickets.c.created_at)
             .join(tickets, tickets.c.decision_id == decisions.c.id)
             .join(customers, customers.c.id == tickets.c.customer_id, isouter=True)
             .where(tickets.c.status == "open")
-            .order_by(tickets.c.score.desc(), tickets.c.created_at.asc(), tickets.c.id.asc())
+            .order_by(tickets.c.tier_rank.asc(), tickets.c.score.desc(),
+                      tickets.c.created_at.asc(), tickets.c.id.asc())
             .limit(limit)
             .offset(offset)
         )
