@@ -1,0 +1,129 @@
+"""Whole-pipeline figures on the embedded defaults (real Redis, real SQLite, real RQ).
+
+1. Webhook intake: signed POSTs through the Flask app (verify -> parse -> dedupe
+   -> enqueue), requests/s.
+2. Worker: the same N ticket events decided one event per job (baseline) vs
+   batched 100 per job, events/s and the ratio. Both run in this process on the
+   same Redis and store, through a real RQ worker.
+
+    .venv/bin/python bench/bench_pipeline.py [N]
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+
+from plugin import create_app
+from plugin import runtime as runtime_mod
+from plugin.queues import enqueue_events
+from plugin.runtime import Runtime
+from plugin.settings import load_settings
+
+SECRET = "whsec_" + base64.b64encode(b"bench-secret-bench-secret-123456").decode()
+HANDLES = [{"x": "adaq"}, {"bluesky": "farah.bsky.social"}, {}, {"github": "kestrel-labs"}, {}]
+
+
+def _event(i: int, run: str) -> dict:
+    now = dt.datetime.now(dt.timezone.utc)
+    return {
+        "event_id": f"bench-{run}-{i}",
+        "occurred_at": now.isoformat(),
+        "ticket": {"id": f"B-{run}-{i}", "subject": "Export broken again",
+                   "description": "Refund please, this is unacceptable.",
+                   "created_at": (now - dt.timedelta(hours=i % 72)).isoformat()},
+        "customer": {"id": f"BC-{i % 400}", "monthly_spend": float(10 + (i * 37) % 5000),
+                     "handles": HANDLES[i % len(HANDLES)],
+                     "contract_end": (dt.date.today() + dt.timedelta(days=i % 200)).isoformat()},
+    }
+
+
+def _headers(msg_id: str, body: bytes) -> dict[str, str]:
+    ts = int(time.time())
+    key = base64.b64decode(SECRET.removeprefix("whsec_"))
+    sig = base64.b64encode(hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest())
+    return {"webhook-id": msg_id, "webhook-timestamp": str(ts), "webhook-signature": "v1," + sig.decode(),
+            "content-type": "application/json"}
+
+
+def _drain(rt: Runtime) -> None:
+    SimpleWorker([rt.queue], connection=rt.redis, serializer=JSONSerializer).work(burst=True, logging_level="WARNING")
+
+
+def main(n: int = 1000) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings({
+            "CLOUT_DATA_DIR": str(Path(tmp) / "data"),
+            "CLOUT_WEBHOOK_SECRET_GENERIC": SECRET,
+            "CLOUT_API_TOKEN": "bench",
+        })
+        rt = Runtime(settings)
+        runtime_mod.install(rt)
+        logging_quiet()
+        try:
+            client = create_app(runtime=rt).test_client()
+            run = uuid.uuid4().hex[:6]
+            bodies = [json.dumps(_event(i, run)).encode() for i in range(n)]
+            t0 = time.perf_counter()
+            for i, body in enumerate(bodies):
+                msg = f"msg-{run}-{i}"
+                resp = client.post("/webhooks/generic", data=body, headers=_headers(msg, body))
+                assert resp.status_code == 202, resp.get_json()
+            intake = time.perf_counter() - t0
+            print(f"webhook intake      {n:>6} POSTs  {intake:7.2f} s  {n / intake:9,.0f} req/s")
+            rt.queue.empty()
+
+            events = [[_to_ticket_event(json.loads(b))] for b in bodies]
+            # Warm the influence cache so both runs measure the same work.
+            for chunk in range(0, n, 100):
+                enqueue_events(rt.queue, settings, [e[0] for e in events[chunk:chunk + 100]])
+            _drain(rt)
+
+            t0 = time.perf_counter()
+            for single in events:
+                enqueue_events(rt.queue, settings, single)
+            _drain(rt)
+            one = time.perf_counter() - t0
+
+            t0 = time.perf_counter()
+            for chunk in range(0, n, 100):
+                enqueue_events(rt.queue, settings, [e[0] for e in events[chunk:chunk + 100]])
+            _drain(rt)
+            batched = time.perf_counter() - t0
+            print(f"worker, 1 per job   {n:>6} events {one:7.2f} s  {n / one:9,.0f} events/s  (baseline)")
+            print(f"worker, 100 per job {n:>6} events {batched:7.2f} s  {n / batched:9,.0f} events/s")
+            print(f"batching speed-up   {one / batched:.1f} x")
+            print(f"decisions recorded  {rt.store.count('decisions'):,}")
+        finally:
+            runtime_mod.install(None)
+            rt.close()
+
+
+def _to_ticket_event(payload: dict) -> dict:
+    from webhooks import generic
+    from webhooks.base import WebhookRequest
+
+    req = WebhookRequest(method="POST", url="", headers={"webhook-id": "x"}, body=json.dumps(payload).encode())
+    return generic.parse(req).events[0].to_dict()
+
+
+def logging_quiet() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("rq").setLevel(logging.WARNING)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1000)
