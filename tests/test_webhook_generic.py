@@ -264,3 +264,34 @@ def test_parse_rejects_negative_spend_and_bad_currency():
         generic.parse(_request(body, {"webhook-id": "m"}))
     fields = {d["field"] for d in err.value.details}
     assert {"customer.monthly_spend", "customer.currency"} <= fields
+
+
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda p: p["ticket"].update(id="T" * 129), "ticket.id"),
+        (lambda p: p["customer"].update(id=""), "customer.id"),
+        (lambda p: p["customer"].update(name="n" * 257), "customer.name"),
+        (lambda p: p.update(event_id="e" * 257), "event_id"),
+        (lambda p: p["customer"]["handles"].update(x="h" * 300), "customer.handles.x"),
+        (lambda p: p["ticket"].update(id=None), "ticket.id"),
+        (lambda p: p["ticket"].update(id=1.5), "ticket.id"),
+        (lambda p: p["customer"].update(contract_end="2027-02-30"), "customer.contract_end"),
+    ],
+)
+def test_field_limits_match_the_store(post_generic, runtime, mutate, field):
+    payload = _event()
+    mutate(payload)
+    resp = post_generic(payload)
+    assert resp.status_code == 400, resp.get_json()
+    assert field in [d["field"] for d in resp.get_json()["details"]]
+    _assert_nothing_queued(runtime)
+
+
+@pytest.mark.parametrize("number", [b"1e400", b"NaN", b"Infinity", b"-Infinity"])
+def test_non_finite_numbers_are_refused(post_generic, runtime, number):
+    body = json.dumps(_event()).encode().replace(b"1250.5", number)
+    resp = post_generic(body)
+    assert resp.status_code == 400
+    assert "customer.monthly_spend" in [d["field"] for d in resp.get_json()["details"]]
+    _assert_nothing_queued(runtime)

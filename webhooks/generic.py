@@ -21,7 +21,8 @@ import hmac
 import json
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError, field_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr,
+                      ValidationError, field_validator)
 
 from .base import Parsed, PayloadError, SignatureError, WebhookRequest
 from .event import SOCIAL_NETWORKS, CustomerFacts, TicketEvent
@@ -77,53 +78,53 @@ def verify(request: WebhookRequest, secret: str, *, now: float, tolerance: int) 
 
 # -- payload ------------------------------------------------------------------
 
-Id = Annotated[StrictStr | StrictInt, Field()]
-Money = Annotated[StrictFloat | StrictInt, Field(ge=0)]
+MAX_ID_LENGTH = 128  # matches the store's id columns
+
+
+def _id_text(value: str | int) -> str | int:
+    text = str(value)
+    if not text:
+        raise ValueError("must not be empty")
+    if len(text) > MAX_ID_LENGTH:
+        raise ValueError(f"must be at most {MAX_ID_LENGTH} characters")
+    return value
+
+
+# Desks use numeric or string ids; both become strings in a TicketEvent.
+Id = Annotated[StrictStr | StrictInt, AfterValidator(_id_text)]
+Money = Annotated[StrictFloat | StrictInt, Field(ge=0, le=1e12)]
+Handle = Annotated[StrictStr, Field(max_length=256)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, allow_inf_nan=False)
 
 
 class _Handles(_Model):
-    x: StrictStr | None = None
-    bluesky: StrictStr | None = None
-    mastodon: StrictStr | None = None
-    github: StrictStr | None = None
-    reddit: StrictStr | None = None
-    youtube: StrictStr | None = None
+    x: Handle | None = None
+    bluesky: Handle | None = None
+    mastodon: Handle | None = None
+    github: Handle | None = None
+    reddit: Handle | None = None
+    youtube: Handle | None = None
 
 
 class _Customer(_Model):
     id: Id
-    name: StrictStr | None = None
-    email: StrictStr | None = None
+    name: Annotated[StrictStr, Field(max_length=256)] | None = None
+    email: Annotated[StrictStr, Field(max_length=320)] | None = None
     handles: _Handles | None = None
     monthly_spend: Money | None = None
     currency: Annotated[StrictStr, Field(pattern=r"^[A-Za-z]{3}$")] | None = None
     contract_end: dt.date | None = None
-
-    @field_validator("id")
-    @classmethod
-    def _non_empty(cls, value: str | int) -> str | int:
-        if isinstance(value, str) and not value:
-            raise ValueError("must not be empty")
-        return value
 
 
 class _Ticket(_Model):
     id: Id
     subject: StrictStr = ""
     description: StrictStr = ""
-    priority: StrictStr | None = None
+    priority: Annotated[StrictStr, Field(max_length=64)] | None = None
     created_at: dt.datetime | None = None
-
-    @field_validator("id")
-    @classmethod
-    def _non_empty(cls, value: str | int) -> str | int:
-        if isinstance(value, str) and not value:
-            raise ValueError("must not be empty")
-        return value
 
 
 class _Event(_Model):
