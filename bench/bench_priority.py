@@ -100,7 +100,7 @@ def naive_row(row, w: Weights, now: datetime, book: list[float]) -> tuple[str, f
     raw = math.nan if math.isnan(raw) else min(max(raw, 0.0), 1.0)
     social = bool(row.social_mention)
     c_comp = 0.0 if math.isnan(raw) else raw
-    if social:
+    if social and c_comp > 0:
         c_comp = max(c_comp, w.complaint_threshold)
 
     created = _parse(row.ticket_created_at)

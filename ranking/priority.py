@@ -175,8 +175,9 @@ def _components(sig: _Signals, weights: Weights) -> np.ndarray:
 
 
 def _boosted_complaint(sig: _Signals, weights: Weights) -> np.ndarray:
+    # Going public makes a complaint louder; it doesn't turn praise into one.
     known = np.nan_to_num(sig.complaint)
-    return np.where(sig.social, np.fmax(known, weights.complaint_threshold), known)
+    return np.where(sig.social & (known > 0), np.fmax(known, weights.complaint_threshold), known)
 
 
 def _weight_shares(weights: Weights) -> np.ndarray:

@@ -167,6 +167,12 @@ def test_social_mention_boosts_complaint_to_threshold():
     assert loud["c_complaint"] == pytest.approx(W.complaint * 0.9)
 
 
+def test_social_mention_without_any_complaint_is_not_a_complaint():
+    praise = rank_one(complaint=0.0, social_mention=True)
+    assert praise["c_complaint"] == 0.0
+    assert "complaint" not in praise["reason"]
+
+
 def test_spend_percentile_without_book_ranks_within_frame():
     f = frame(*[ticket(monthly_spend=s) for s in (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)])
     out = prioritize(f, W, now=NOW)
