@@ -39,11 +39,20 @@ def require_token(view: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@bp.get("/api/tickets/<ticket_id>")
+MAX_ID = 128  # the store's id width; nothing longer can exist
+
+
+def _plausible(value: str) -> bool:
+    return 0 < len(value) <= MAX_ID and "\x00" not in value
+
+
+@bp.get("/api/tickets/<path:ticket_id>")
 @require_token
 def ticket(ticket_id: str):
     store = current_app.extensions["clout"].store
     source = request.args.get("source") or None
+    if not _plausible(ticket_id) or (source is not None and not _plausible(source)):
+        return _error(404, "not_found", "no decided ticket with that id")
     found = store.ticket_decisions(ticket_id, source)
     if not found:
         return _error(404, "not_found", f"no decided ticket {ticket_id!r}"

@@ -48,6 +48,12 @@ def _sigterm_as_exit() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _shutting_down() -> None:
+    """A second Ctrl-C or SIGTERM must not abort the shutdown half-way (orphaning Redis)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def _runtime(settings: Settings):
     from .runtime import Runtime
 
@@ -168,6 +174,7 @@ def demo(host: str, port: int, timeout: float) -> None:
         click.echo("\nInterrupted.")
         sys.exit(130)
     finally:
+        _shutting_down()
         stack.stop()
 
 
@@ -208,6 +215,7 @@ def run(host: str, port: int, workers: int) -> None:
     except KeyboardInterrupt:
         click.echo("\nStopping...")
     finally:
+        _shutting_down()
         stack.stop()
 
 
@@ -235,6 +243,7 @@ def web(host: str, port: int) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        _shutting_down()
         if server is not None:
             server.shutdown()
             server.server_close()
@@ -259,7 +268,7 @@ def worker(burst: bool) -> None:
         w = Worker([rt.queue], connection=rt.redis, serializer=JSONSerializer)
         w.work(burst=burst, with_scheduler=True, logging_level=settings.config.service.log_level)
     finally:
-        rt.close()
+        rt.close(grace=2.0)
 
 
 def main() -> None:

@@ -1,13 +1,16 @@
-"""Accepting a verified webhook: remember its delivery id, then queue it.
+"""Accepting a verified webhook: remember its delivery id and queue it, atomically.
 
-The delivery id is claimed with `SET NX EX` before enqueueing, so a retry that
-races the first delivery is answered as a duplicate. If enqueueing fails the
-claim is released, so the desk's next retry is accepted: nothing the desk
-believes delivered is lost, and nothing is processed twice.
+The delivery-id key and the RQ job are written in one MULTI/EXEC transaction
+(WATCHing the key), so there is no in-between state: either the delivery is
+queued and remembered, or nothing happened and the desk's retry is accepted.
+A repeat of a remembered id is answered as a duplicate with the original
+event and job ids. If Redis fails, the webhook answers 503 and the desk
+retries; nothing it was told was accepted can be lost here.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
@@ -19,18 +22,27 @@ from .queues import enqueue_events, get_queue
 from .settings import Settings
 
 log = logging.getLogger(__name__)
-PENDING = "pending"
 
 
 @dataclass(frozen=True)
 class Outcome:
     job_id: str | None = None
+    event_id: str | None = None
     duplicate: bool = False
     unavailable: bool = False
 
 
-def seen_key(source: str, delivery_id: str) -> str:
-    return f"clout:seen:{source}:{delivery_id}"
+def seen_key(queue_name: str, source: str, delivery_id: str) -> str:
+    """Namespaced by queue so two deployments sharing one Redis never collide."""
+    return f"clout:{queue_name}:seen:{source}:{delivery_id}"
+
+
+def _duplicate(raw: bytes) -> Outcome:
+    try:
+        first = json.loads(raw)
+        return Outcome(job_id=first.get("job_id"), event_id=first.get("event_id"), duplicate=True)
+    except (ValueError, AttributeError):
+        return Outcome(duplicate=True)
 
 
 class Intake:
@@ -40,24 +52,28 @@ class Intake:
 
     def accept(self, source: str, parsed: Parsed) -> Outcome:
         ttl = self._settings.config.webhooks.dedupe_ttl_seconds
-        key = seen_key(source, parsed.delivery_id)
+        key = seen_key(self._settings.config.queue.name, source, parsed.delivery_id)
+        queue = get_queue(self._redis, self._settings)
         try:
-            claimed = self._redis.set(key, PENDING, nx=True, ex=ttl)
-            if not claimed:
-                previous = self._redis.get(key)
-                job_id = previous.decode() if previous and previous != PENDING.encode() else None
-                return Outcome(job_id=job_id, duplicate=True)
-            try:
-                job = enqueue_events(
-                    get_queue(self._redis, self._settings), self._settings,
-                    [e.to_dict() for e in parsed.events],
-                    description=f"{source} delivery {parsed.delivery_id}",
-                )
-            except BaseException:
-                self._redis.delete(key)
-                raise
-            self._redis.set(key, job.id, ex=ttl, xx=True)
-            return Outcome(job_id=job.id)
+            with self._redis.pipeline() as pipe:
+                while True:
+                    try:
+                        pipe.watch(key)
+                        existing = pipe.get(key)
+                        if existing is not None:
+                            return _duplicate(existing)
+                        pipe.multi()
+                        job = enqueue_events(
+                            queue, self._settings, [e.to_dict() for e in parsed.events],
+                            pipeline=pipe, description=f"{source} delivery {parsed.delivery_id}",
+                        )
+                        pipe.set(key, json.dumps({"job_id": job.id,
+                                                  "event_id": parsed.events[0].event_id}), ex=ttl)
+                        pipe.execute()
+                        return Outcome(job_id=job.id, event_id=parsed.events[0].event_id)
+                    except redis.WatchError:
+                        # The same delivery raced us and won: loop to report it as a duplicate.
+                        continue
         except redis.RedisError:
             log.exception("could not queue %s delivery", source)
             return Outcome(unavailable=True)

@@ -42,11 +42,18 @@ def merge_customer(event_facts: Any, known: Customer | None) -> Customer:
     return replace(base, handles=handles, **updates)
 
 
+def _when(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+
+
 def _latest_per_ticket(events: Sequence[TicketEvent]) -> list[TicketEvent]:
     latest: dict[tuple[str, str], TicketEvent] = {}
     for event in events:
         key = (event.source, event.ticket_id)
-        if key not in latest or event.occurred_at >= latest[key].occurred_at:
+        if key not in latest or _when(event.occurred_at) >= _when(latest[key].occurred_at):
             latest[key] = event
     return list(latest.values())
 
@@ -63,17 +70,33 @@ def process_events(events: list[dict[str, Any]]) -> dict[str, Any]:
     # 1. Customers: event facts completed from the CRM, kept in the store as the book.
     ids = sorted({e.customer.id for e in parsed})
     known = rt.crm.fetch_customers(ids)
-    facts = {e.customer.id: e.customer for e in parsed}
-    customers = {cid: merge_customer(facts[cid], known.get(cid)) for cid in ids}
-    rt.store.upsert_customers(customers.values())
+    newest: dict[str, TicketEvent] = {}
+    for e in sorted(parsed, key=lambda e: _when(e.occurred_at)):
+        newest[e.customer.id] = e  # the newest event's facts win for each customer
+    merged = {cid: merge_customer(newest[cid].customer, known.get(cid)) for cid in ids}
+    rt.store.upsert_customers(merged.values(), facts_at={cid: newest[cid].occurred_at for cid in ids})
     rt.store.upsert_tickets(
         {
             "source": e.source, "id": e.ticket_id, "customer_id": e.customer.id,
             "subject": e.subject, "description": e.description,
-            "created_at": e.ticket_created_at or e.occurred_at, "last_event_id": e.event_id,
+            "created_at": e.ticket_created_at or e.occurred_at,
+            "last_event_id": e.event_id, "last_event_at": e.occurred_at,
         }
         for e in parsed
     )
+    # A desk retry of an event older than what is stored changed nothing: don't decide on it.
+    state = rt.store.ticket_state([(e.source, e.ticket_id) for e in parsed])
+    stale = [e for e in parsed if state.get((e.source, e.ticket_id), {}).get("last_event_id") != e.event_id]
+    if stale:
+        log.info("skipping %d event(s) older than the ticket's stored state", len(stale))
+        parsed = [e for e in parsed if e not in stale]
+    if not parsed:
+        return {"decided": 0, "stale": len(stale), "tickets": []}
+    # Rank on what is stored: the newest facts, and the earliest known creation time.
+    customers = rt.store.get_customers(ids)
+    for cid in ids:
+        customers.setdefault(cid, merged[cid])
+    created = {(e.source, e.ticket_id): state[(e.source, e.ticket_id)]["created_at"] for e in parsed}
 
     # 2. Influence, batched per network, cached in Redis.
     influence = lookup_influence(
@@ -88,7 +111,7 @@ def process_events(events: list[dict[str, Any]]) -> dict[str, Any]:
         "influence": [influence.get(e.customer.id, {}).get("score", NO_INFLUENCE) for e in parsed],
         "monthly_spend": [customers[e.customer.id].monthly_spend for e in parsed],
         "contract_end": [customers[e.customer.id].contract_end for e in parsed],
-        "ticket_created_at": [e.ticket_created_at or e.occurred_at for e in parsed],
+        "ticket_created_at": [created[(e.source, e.ticket_id)] for e in parsed],
         "desk_priority": [e.desk_priority for e in parsed],
     })
     frame["monthly_spend"] = pd.to_numeric(frame["monthly_spend"], errors="coerce").astype(float)
@@ -129,6 +152,7 @@ def process_events(events: list[dict[str, Any]]) -> dict[str, Any]:
     log.info("decided %d ticket(s) with weights %s", len(decisions), version)
     return {
         "decided": len(decisions),
+        "stale": len(stale),
         "weights_version": version,
         "writeback_failed": dict(written.failed),
         "tickets": [

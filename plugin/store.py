@@ -29,6 +29,8 @@ customers = sa.Table(
     sa.Column("monthly_spend", sa.Float),
     sa.Column("currency", sa.String(8)),
     sa.Column("contract_end", sa.Date),
+    # When the newest event that set these facts happened; an older event never overwrites them.
+    sa.Column("facts_at", sa.DateTime(timezone=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
@@ -43,6 +45,7 @@ tickets = sa.Table(
     sa.Column("status", sa.String(16), nullable=False, default="open"),
     sa.Column("created_at", sa.DateTime(timezone=True)),
     sa.Column("last_event_id", sa.String(256)),
+    sa.Column("last_event_at", sa.DateTime(timezone=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     # What the desk shows; for the `local` desk Clout's CRM connector writes these.
     sa.Column("desk_priority", sa.String(32)),
@@ -164,7 +167,15 @@ class Store:
     # -- upserts -------------------------------------------------------------
 
     def _upsert(self, conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]],
-                keys: Sequence[str], update: Sequence[str]) -> None:
+                keys: Sequence[str], update: Sequence[str],
+                newer: str | None = None, keep_earliest: Sequence[str] = ()) -> None:
+        """INSERT ... ON CONFLICT UPDATE.
+
+        `newer`: a timestamp column; a conflicting row is only updated when the
+        incoming value is at least as new (or either side is unknown), so a
+        desk's late retry of an old event can't overwrite newer state.
+        `keep_earliest`: columns that only ever move back in time (created_at).
+        """
         if not rows:
             return
         dialect = conn.dialect.name
@@ -175,29 +186,46 @@ class Store:
         else:  # pragma: no cover - only the two supported databases
             raise RuntimeError(f"unsupported database {dialect!r}; use PostgreSQL or SQLite")
         stmt = insert(table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(keys),
-            set_={col: getattr(stmt.excluded, col) for col in update},
-        )
+        set_: dict[str, Any] = {col: getattr(stmt.excluded, col) for col in update}
+        for col in keep_earliest:
+            current, incoming = table.c[col], getattr(stmt.excluded, col)
+            set_[col] = sa.case(
+                (current.is_(None), incoming),
+                (sa.and_(incoming.is_not(None), incoming < current), incoming),
+                else_=current,
+            )
+        where = None
+        if newer is not None:
+            current, incoming = table.c[newer], getattr(stmt.excluded, newer)
+            where = sa.or_(current.is_(None), incoming.is_(None), incoming >= current)
+        stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_=set_, where=where)
         conn.execute(stmt, rows)
 
-    def upsert_customers(self, items: Iterable[Customer]) -> None:
+    def upsert_customers(self, items: Iterable[Customer],
+                         facts_at: dict[str, str | dt.datetime] | None = None) -> None:
+        """Insert or update customers; `facts_at` (id -> event time) guards against stale events.
+
+        Rows without a `facts_at` (a CRM sync, the demo loader) always apply.
+        """
         now = utcnow()
+        facts_at = facts_at or {}
         rows = [
             {
                 "id": c.id, "name": c.name, "email": c.email, "handles": dict(c.handles),
                 "monthly_spend": c.monthly_spend, "currency": c.currency,
-                "contract_end": _parse_date(c.contract_end), "updated_at": now,
+                "contract_end": _parse_date(c.contract_end),
+                "facts_at": _parse_ts(facts_at.get(c.id)), "updated_at": now,
             }
             for c in items
         ]
         with self.engine.begin() as conn:
             self._upsert(conn, customers, rows, ["id"],
                          ["name", "email", "handles", "monthly_spend", "currency",
-                          "contract_end", "updated_at"])
+                          "contract_end", "facts_at", "updated_at"], newer="facts_at")
 
     def upsert_tickets(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Rows carry source, id, customer_id, subject, description, created_at, last_event_id."""
+        """Rows carry source, id, customer_id, subject, description, created_at, last_event_id,
+        last_event_at. Older events never overwrite newer ones; created_at keeps the earliest."""
         now = utcnow()
         prepared = [
             {
@@ -205,14 +233,34 @@ class Store:
                 "subject": r.get("subject") or "", "description": r.get("description") or "",
                 "status": r.get("status") or "open",
                 "created_at": _parse_ts(r.get("created_at")),
-                "last_event_id": r.get("last_event_id"), "updated_at": now,
+                "last_event_id": r.get("last_event_id"),
+                "last_event_at": _parse_ts(r.get("last_event_at")), "updated_at": now,
             }
             for r in rows
         ]
         with self.engine.begin() as conn:
             self._upsert(conn, tickets, prepared, ["source", "id"],
-                         ["customer_id", "subject", "description", "status", "created_at",
-                          "last_event_id", "updated_at"])
+                         ["customer_id", "subject", "description", "status",
+                          "last_event_id", "last_event_at", "updated_at"],
+                         newer="last_event_at", keep_earliest=["created_at"])
+
+    def ticket_state(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """(source, id) -> created_at, last_event_id, last_event_at as stored now."""
+        if not keys:
+            return {}
+        wanted = set(keys)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(tickets.c.source, tickets.c.id, tickets.c.created_at,
+                          tickets.c.last_event_id, tickets.c.last_event_at)
+                .where(tickets.c.id.in_(sorted({k[1] for k in keys})))
+            )
+            return {
+                (r.source, r.id): {"created_at": _as_utc(r.created_at),
+                                   "last_event_id": r.last_event_id,
+                                   "last_event_at": _as_utc(r.last_event_at)}
+                for r in rows if (r.source, r.id) in wanted
+            }
 
     # -- reads ---------------------------------------------------------------
 

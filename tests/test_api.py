@@ -87,3 +87,22 @@ def test_extension_on_an_existing_app(runtime):
     assert c.get("/").get_data(as_text=True) == "host page"
     assert c.get("/healthz").status_code == 200
     assert host.extensions["clout"].runtime is runtime
+
+
+@pytest.mark.parametrize("path", ["/api/tickets/a%00b", "/api/tickets/a?source=%00", "/api/tickets/" + "x" * 5000])
+def test_impossible_ids_are_404_not_500(client, path):
+    resp = client.get(path, headers=auth())
+    assert resp.status_code == 404
+    assert len(resp.get_data()) < 500
+
+
+def test_ticket_ids_with_slashes(post_generic, drain, client):
+    import datetime as dt
+
+    now = dt.datetime.now(dt.timezone.utc).isoformat()
+    post_generic({"event_id": "e-slash", "occurred_at": now, "ticket": {"id": "ACME/2026/17"},
+                  "customer": {"id": "C-SL"}})
+    drain()
+    resp = client.get("/api/tickets/ACME/2026/17", headers=auth())
+    assert resp.status_code == 200
+    assert resp.get_json()["ticket_id"] == "ACME/2026/17"

@@ -143,3 +143,29 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path):
     assert proc.returncode != 0
     assert f"127.0.0.1:{port}" in proc.stderr and "--port" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_worker_burst_alone_does_not_orphan_redis(tmp_path: Path):
+    env = _env(tmp_path)
+    proc = subprocess.run(_clout("worker", "--burst"), env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert _gone(_embedded_pid(tmp_path / "data"))
+    assert not (tmp_path / "data" / "redis" / "clout.rdb.settings").exists()
+
+
+def test_second_sigterm_during_shutdown_still_stops_redis(tmp_path: Path):
+    env = _env(tmp_path, CLOUT_WEBHOOK_SECRET_GENERIC=TEST_SECRET, CLOUT_API_TOKEN=TEST_TOKEN)
+    proc = subprocess.Popen(_clout("run", "--port", "0"), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, cwd=tmp_path)
+    try:
+        assert "Clout is up" in proc.stdout.readline()
+        pid = _embedded_pid(tmp_path / "data")
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert _gone(pid)

@@ -93,7 +93,52 @@ def test_redis_url_wins_over_embedded(tmp_path: Path):
         handle.close()
 
 
-def test_password_is_not_in_description(tmp_path: Path):
-    handle = connect("redis://:hunter2@127.0.0.1:1/0", tmp_path)
+@pytest.mark.parametrize("url", ["redis://:hunter2@127.0.0.1:1/0", "redis://u:hunter2@127.0.0.1:1/0",
+                                 "redis://127.0.0.1:1/0?password=hunter2"])
+def test_password_is_not_in_description(tmp_path: Path, url: str):
+    handle = connect(url, tmp_path)
     assert "hunter2" not in handle.description
+    assert "127.0.0.1:1" in handle.description
     handle.close()
+
+
+def test_own_leftover_connections_do_not_keep_the_server_alive(tmp_path: Path):
+    """RQ's scheduler opens its own pool from our settings; closing must still stop the server."""
+    import redis as redis_lib
+
+    handle = connect(None, tmp_path)
+    pid = handle.client.info("server")["process_id"]
+    pool = handle.client.connection_pool
+    extra = redis_lib.Redis(connection_pool=redis_lib.ConnectionPool(
+        connection_class=pool.connection_class, **pool.connection_kwargs))
+    extra.ping()  # stays connected, like a library's private pool
+    handle.close()
+    deadline = time.monotonic() + 10
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _pid_alive(pid)
+
+
+def test_processes_leaving_together_stop_the_server(tmp_path: Path):
+    first = connect(None, tmp_path)
+    pid = first.client.info("server")["process_id"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    joiners = [subprocess.Popen([sys.executable, "-c", JOINER, str(tmp_path)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True, env=env) for _ in range(3)]
+    try:
+        for j in joiners:
+            j.stdout.readline()
+        for j in joiners:
+            j.stdin.write("bye\n")
+            j.stdin.flush()
+        first.close()
+        for j in joiners:
+            assert j.wait(timeout=20) == 0
+    finally:
+        for j in joiners:
+            if j.poll() is None:
+                j.kill()
+    deadline = time.monotonic() + 10
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _pid_alive(pid), "whoever leaves last must stop the server"

@@ -164,3 +164,56 @@ def test_failing_job_is_retried_by_rq(base_env, redis_session, tmp_path):
     finally:
         runtime_mod.install(None)
         rt.close()
+
+
+def test_a_late_retry_of_an_older_event_changes_nothing(post_generic, drain, runtime, client):
+    now = dt.datetime.now(dt.timezone.utc)
+    newer = _event("T-ORDER", {"id": "C-ORDER", "monthly_spend": 5000}, subject="NEW")
+    older = _event("T-ORDER", {"id": "C-ORDER", "monthly_spend": 0}, subject="OLD")
+    older["occurred_at"] = (now - dt.timedelta(hours=2)).isoformat()
+    post_generic(newer)
+    drain()
+    before = client.get("/api/tickets/T-ORDER", headers=auth()).get_json()
+    post_generic(older)
+    drain()
+    assert runtime.store.get_customers(["C-ORDER"])["C-ORDER"].monthly_spend == 5000
+    state = runtime.store.ticket_state([("generic", "T-ORDER")])[("generic", "T-ORDER")]
+    assert state["last_event_id"] == newer["event_id"]
+    assert client.get("/api/tickets/T-ORDER", headers=auth()).get_json() == before
+    assert runtime.store.count("decisions") == 1
+
+
+def test_updates_keep_the_earliest_creation_time(post_generic, drain, runtime, client):
+    first = _event("T-AGE", {"id": "C-AGE"}, age_hours=72)
+    post_generic(first)
+    drain()
+    # A later update whose created_at is missing must not reset the waiting time.
+    update = _event("T-AGE", {"id": "C-AGE"})
+    del update["ticket"]["created_at"]
+    post_generic(update)
+    drain()
+    got = client.get("/api/tickets/T-AGE", headers=auth()).get_json()
+    assert "AGED" in got["flags"]
+    assert got["tier"] in ("urgent", "high")
+
+
+def test_sub_second_event_order_is_respected(runtime):
+    from plugin.jobs import _latest_per_ticket
+    from webhooks.event import CustomerFacts, TicketEvent
+
+    def ev(event_id, at):
+        return TicketEvent(source="generic", event_id=event_id, occurred_at=at, ticket_id="T",
+                           customer=CustomerFacts(id="C"))
+
+    picked = _latest_per_ticket([ev("later", "2026-11-25T10:00:00.500000Z"), ev("earlier", "2026-11-25T10:00:00Z")])
+    assert [e.event_id for e in picked] == ["later"]
+
+
+def test_events_from_a_newer_version_with_extra_keys_still_process(runtime):
+    from plugin.jobs import process_events
+
+    now = dt.datetime.now(dt.timezone.utc).isoformat()
+    result = process_events([{"source": "generic", "event_id": "e-new", "occurred_at": now,
+                              "ticket_id": "T-NEWVER", "future_field": 1,
+                              "customer": {"id": "C-NEWVER", "future_customer_field": "x"}}])
+    assert result["decided"] == 1

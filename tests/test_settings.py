@@ -56,6 +56,10 @@ def test_service_urls_and_data_dir_from_env(tmp_path: Path):
         ({"CLOUT_RANKING__TIERS__URGENT": "0.1"}, "ranking.tiers", "urgent >= high >= normal"),
         ({"CLOUT_WEBHOOKS__DEDUPE_TTL_SECONDS": "60"}, "webhooks.dedupe_ttl_seconds", "259200"),
         ({"CLOUT_RANKING__WEIGHTS__SPEEND": "0.3"}, "ranking.weights.speend", "unknown setting"),
+        ({"CLOUT_RANKING__WEIGHTS__SPEND": "inf"}, "ranking.weights.spend", "finite number"),
+        ({"CLOUT_QUEUE__JOB_TIMEOUT": "true"}, "queue.job_timeout", "valid integer"),
+        ({"CLOUT_WEBHOOKS__TIMESTAMP_TOLERANCE_SECONDS": "86400"}, "webhooks.timestamp_tolerance_seconds",
+         "less than or equal to 3600"),
     ],
 )
 def test_bad_setting_names_key_and_what_is_allowed(env, key, allowed):
@@ -106,3 +110,24 @@ def test_weights_version_changes_with_weights():
     b = load_settings({"CLOUT_RANKING__WEIGHTS__SPEND": "0.3"}).weights.version()
     assert a != b and len(a) == 12
     assert a == load_settings({}).weights.version()
+
+
+def test_misplaced_secrets_are_not_echoed(tmp_path: Path):
+    with pytest.raises(SettingsError) as err:
+        load_settings({"CLOUT_WEBHOOKS__SECRET_GENERIC": "whsec_SUPERSECRETVALUE"})
+    assert "webhooks.secret_generic: unknown setting" in str(err.value)
+    assert "SUPERSECRET" not in str(err.value)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[webhooks]\nsecret = 'whsec_FILESECRET'\n")
+    with pytest.raises(SettingsError) as err:
+        load_settings({"CLOUT_CONFIG": str(cfg)})
+    assert "FILESECRET" not in str(err.value)
+
+
+def test_unreadable_config_paths_are_settings_errors(tmp_path: Path):
+    with pytest.raises(SettingsError, match="cannot read"):
+        load_settings({"CLOUT_CONFIG": str(tmp_path)})
+    binary = tmp_path / "b.toml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(SettingsError, match="not valid TOML"):
+        load_settings({"CLOUT_CONFIG": str(binary)})

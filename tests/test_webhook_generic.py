@@ -22,9 +22,8 @@ def _event(**overrides):
 
 def _assert_nothing_queued(runtime):
     assert runtime.queue.count == 0
-    assert list(runtime.redis.scan_iter("clout:seen:*")) == [] or all(
-        runtime.redis.get(k) != b"pending" for k in runtime.redis.scan_iter("clout:seen:*")
-    )
+    prefix = f"clout:{runtime.settings.config.queue.name}:seen:*"
+    assert list(runtime.redis.scan_iter(prefix)) == []
 
 
 def test_valid_event_is_queued_with_202(post_generic, runtime):
@@ -39,7 +38,7 @@ def test_valid_event_is_queued_with_202(post_generic, runtime):
     (events,) = job.args
     assert events[0]["ticket_id"] == "T-9001"
     assert events[0]["customer"]["handles"] == {"x": "adaq", "bluesky": "adaq.bsky.social"}
-    assert events[0]["occurred_at"] == "2026-11-25T09:15:00Z"
+    assert events[0]["occurred_at"] == "2026-11-25T09:15:00.000000Z"
     # Jobs are plain JSON, not pickles.
     import zlib
 
@@ -52,7 +51,7 @@ def test_minimal_event_normalises_ids_and_timezones(post_generic, runtime):
     assert resp.status_code == 202, resp.get_json()
     (events,) = runtime.queue.fetch_job(resp.get_json()["job_id"]).args
     assert events[0]["ticket_id"] == "4711"
-    assert events[0]["occurred_at"] == "2026-11-25T09:00:00Z"
+    assert events[0]["occurred_at"] == "2026-11-25T09:00:00.000000Z"
     assert events[0]["customer"] == {
         "id": "C-9002", "name": None, "email": None, "handles": {}, "monthly_spend": None,
         "currency": None, "contract_end": None,
@@ -67,8 +66,14 @@ def test_repeated_delivery_id_is_answered_200_and_not_queued_again(post_generic,
     assert second.status_code == 200
     assert second.get_json()["status"] == "duplicate"
     assert second.get_json()["job_id"] == first.get_json()["job_id"]
+    # A different body under the same id is still the first delivery.
+    third = post_generic(_event(), msg_id="msg_repeat_1")
+    assert third.status_code == 200
+    assert third.get_json()["event_id"] == payload["event_id"]
     assert runtime.queue.count == 1
-    ttl = runtime.redis.ttl("clout:seen:generic:msg_repeat_1")
+    from plugin.intake import seen_key
+
+    ttl = runtime.redis.ttl(seen_key(runtime.settings.config.queue.name, "generic", "msg_repeat_1"))
     assert ttl >= 72 * 3600
 
 
@@ -295,3 +300,64 @@ def test_non_finite_numbers_are_refused(post_generic, runtime, number):
     assert resp.status_code == 400
     assert "customer.monthly_spend" in [d["field"] for d in resp.get_json()["details"]]
     _assert_nothing_queued(runtime)
+
+
+@pytest.mark.parametrize("value", ["1" + "0" * 400, "-" + "9" * 320, " 1700000000 ", "1_700_000_000",
+                                   "1700000000.5", "+1700000000"])
+def test_odd_timestamps_are_401_not_500(post_generic, runtime, value):
+    resp = post_generic(_event(), headers={"webhook-timestamp": value})
+    assert resp.status_code == 401
+    assert "unix seconds" in resp.get_json()["message"]
+    _assert_nothing_queued(runtime)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"event_id": "e", "ticket": {"id": ' + b"9" * 5000 + b"}}",
+    ],
+)
+def test_pathological_json_is_400_not_500(post_generic, runtime, body):
+    resp = post_generic(body)
+    assert resp.status_code == 400
+    _assert_nothing_queued(runtime)
+
+
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda p: p.update(occurred_at="0001-01-01T00:00:00+14:00"), "occurred_at"),
+        (lambda p: p["ticket"].update(created_at="9999-12-31T23:59:59-12:00"), "ticket.created_at"),
+        (lambda p: p.update(occurred_at=1764060000), "occurred_at"),
+        (lambda p: p["customer"].update(contract_end=20270110), "customer.contract_end"),
+        (lambda p: p["ticket"].update(subject="a\x00b"), "ticket.subject"),
+        (lambda p: p["ticket"].update(id="T\x00"), "ticket.id"),
+        (lambda p: p["customer"].update(name="\x00"), "customer.name"),
+    ],
+)
+def test_values_the_store_cannot_hold_are_400(post_generic, runtime, mutate, field):
+    payload = _event()
+    mutate(payload)
+    resp = post_generic(payload)
+    assert resp.status_code == 400, resp.get_json()
+    assert field in [d["field"] for d in resp.get_json()["details"]]
+    _assert_nothing_queued(runtime)
+
+
+def test_concurrent_repeats_queue_exactly_one_job(app, runtime):
+    """Many deliveries of one id at once: one 202, the rest duplicates naming the same job."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = json.dumps(_event()).encode()
+    headers = standard_webhook_headers(TEST_SECRET, "msg_race", body)
+
+    def send(_):
+        resp = app.test_client().post("/webhooks/generic", data=body, headers=headers)
+        return resp.status_code, resp.get_json()["job_id"]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(send, range(24)))
+    assert sorted(code for code, _ in results).count(202) == 1
+    assert {job for _, job in results} == {results[0][1]} or len({job for _, job in results}) == 1
+    assert runtime.queue.count == 1

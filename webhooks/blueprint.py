@@ -74,7 +74,8 @@ def receive(source: str):
     outcome = clout.intake.accept(source, parsed)
     if outcome.unavailable:
         return _error(503, "queue_unavailable", "the queue is unavailable; retry later")
-    body_out: dict[str, Any] = {"event_id": parsed.events[0].event_id, "job_id": outcome.job_id}
+    body_out: dict[str, Any] = {"event_id": outcome.event_id or parsed.events[0].event_id,
+                                "job_id": outcome.job_id}
     if len(parsed.events) > 1:
         body_out["event_ids"] = [e.event_id for e in parsed.events]
     if outcome.duplicate:

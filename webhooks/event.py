@@ -8,7 +8,7 @@ explicit `to_dict` / `from_dict` pair instead of pickling dataclasses.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 SOCIAL_NETWORKS: tuple[str, ...] = ("x", "bluesky", "mastodon", "github", "reddit", "youtube")
@@ -46,6 +46,9 @@ class TicketEvent:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TicketEvent":
-        values = dict(data)
-        values["customer"] = CustomerFacts(**values["customer"])
+        """Unknown keys are dropped, so a worker one version behind the web keeps working."""
+        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        customer = data["customer"]
+        values["customer"] = CustomerFacts(
+            **{f.name: customer[f.name] for f in fields(CustomerFacts) if f.name in customer})
         return cls(**values)

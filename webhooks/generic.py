@@ -19,10 +19,11 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import re
 from typing import Annotated, Any
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr,
-                      ValidationError, field_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat,
+                      StrictInt, StrictStr, ValidationError)
 
 from .base import Parsed, PayloadError, SignatureError, WebhookRequest
 from .event import SOCIAL_NETWORKS, CustomerFacts, TicketEvent
@@ -38,6 +39,9 @@ def _secret_key(secret: str) -> bytes:
     except (binascii.Error, ValueError):
         # Not base64: use the text itself, as some senders do.
         return raw.encode()
+
+
+_TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
 
 
 def sign(secret: str, msg_id: str, timestamp: int | str, body: bytes) -> str:
@@ -57,16 +61,16 @@ def verify(request: WebhookRequest, secret: str, *, now: float, tolerance: int) 
     if missing:
         raise SignatureError(f"missing header(s): {', '.join(missing)}")
     assert msg_id and timestamp and signatures
-    try:
-        ts = int(timestamp)
-    except ValueError:
-        raise SignatureError("webhook-timestamp must be unix seconds") from None
+    if not _TIMESTAMP.match(timestamp):
+        raise SignatureError("webhook-timestamp must be unix seconds (digits only)")
+    ts = int(timestamp)
     if abs(now - ts) > tolerance:
         raise SignatureError(
             f"webhook-timestamp is {int(now - ts)} s off the server clock; "
             f"allowed: {tolerance} s either way"
         )
-    expected = sign(secret, msg_id, ts, request.body).split(",", 1)[1].encode()
+    # Signed over the header exactly as sent, per the spec.
+    expected = sign(secret, msg_id, timestamp, request.body).split(",", 1)[1].encode()
     matched = False
     for candidate in signatures.split():
         version, _, value = candidate.partition(",")
@@ -81,8 +85,50 @@ def verify(request: WebhookRequest, secret: str, *, now: float, tolerance: int) 
 MAX_ID_LENGTH = 128  # matches the store's id columns
 
 
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL, and no desk means one: refuse it here, not in the job.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Text = Annotated[StrictStr, AfterValidator(_no_nul)]
+
+
+def _timestamp_text(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 string, e.g. 2026-11-25T09:15:00Z")
+    return value
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    try:
+        value = value.astimezone(dt.timezone.utc)
+    except OverflowError:
+        raise ValueError("is outside the supported range of dates") from None
+    if not 1900 <= value.year <= 2200:
+        raise ValueError("year must be between 1900 and 2200")
+    return value
+
+
+Timestamp = Annotated[dt.datetime, BeforeValidator(_timestamp_text), AfterValidator(_utc)]
+
+
+def _date_text(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO date string, e.g. 2027-01-10")
+    return value
+
+
+Date = Annotated[dt.date, BeforeValidator(_date_text)]
+
+
 def _id_text(value: str | int) -> str | int:
     text = str(value)
+    if "\x00" in text:
+        raise ValueError("must not contain NUL characters")
     if not text:
         raise ValueError("must not be empty")
     if len(text) > MAX_ID_LENGTH:
@@ -93,7 +139,7 @@ def _id_text(value: str | int) -> str | int:
 # Desks use numeric or string ids; both become strings in a TicketEvent.
 Id = Annotated[StrictStr | StrictInt, AfterValidator(_id_text)]
 Money = Annotated[StrictFloat | StrictInt, Field(ge=0, le=1e12)]
-Handle = Annotated[StrictStr, Field(max_length=256)]
+Handle = Annotated[Text, Field(max_length=256)]
 
 
 class _Model(BaseModel):
@@ -111,40 +157,34 @@ class _Handles(_Model):
 
 class _Customer(_Model):
     id: Id
-    name: Annotated[StrictStr, Field(max_length=256)] | None = None
-    email: Annotated[StrictStr, Field(max_length=320)] | None = None
+    name: Annotated[Text, Field(max_length=256)] | None = None
+    email: Annotated[Text, Field(max_length=320)] | None = None
     handles: _Handles | None = None
     monthly_spend: Money | None = None
     currency: Annotated[StrictStr, Field(pattern=r"^[A-Za-z]{3}$")] | None = None
-    contract_end: dt.date | None = None
+    contract_end: Date | None = None
 
 
 class _Ticket(_Model):
     id: Id
-    subject: StrictStr = ""
-    description: StrictStr = ""
-    priority: Annotated[StrictStr, Field(max_length=64)] | None = None
-    created_at: dt.datetime | None = None
+    subject: Text = ""
+    description: Text = ""
+    priority: Annotated[Text, Field(max_length=64)] | None = None
+    created_at: Timestamp | None = None
 
 
 class _Event(_Model):
-    event_id: Annotated[StrictStr, Field(min_length=1, max_length=256)]
-    occurred_at: dt.datetime
+    event_id: Annotated[Text, Field(min_length=1, max_length=256)]
+    occurred_at: Timestamp
     ticket: _Ticket
     customer: _Customer
 
-    @field_validator("occurred_at")
-    @classmethod
-    def _aware(cls, value: dt.datetime) -> dt.datetime:
-        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-
 
 def _iso_utc(value: dt.datetime | None) -> str | None:
+    """Already UTC (see `_utc`); one spelling everywhere so strings compare in time order."""
     if value is None:
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _details(exc: ValidationError) -> list[dict[str, str]]:
@@ -161,6 +201,8 @@ def parse(request: WebhookRequest) -> Parsed:
         data: Any = json.loads(request.body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PayloadError(f"body is not valid JSON: {exc}") from None
+    except (ValueError, RecursionError):  # absurd nesting or a 4,300+ digit number
+        raise PayloadError("body is not valid JSON: nested too deeply or a number too long") from None
     if not isinstance(data, dict):
         raise PayloadError("body must be a JSON object (one event)")
     try:
