@@ -24,19 +24,20 @@ log = logging.getLogger(__name__)
 NO_INFLUENCE = 1.0
 
 
-def _cache_key(customer: Customer) -> str:
+def _cache_key(prefix: str, customer: Customer) -> str:
     handles = json.dumps(sorted((k, v.lower()) for k, v in customer.handles.items()))
     digest = hashlib.sha1(handles.encode()).hexdigest()[:16]
-    return f"clout:influence:{MODEL_VERSION}:{customer.id}:{digest}"
+    return f"{prefix}influence:{MODEL_VERSION}:{customer.id}:{digest}"
 
 
 def lookup_influence(customers: Sequence[Customer], *, source: InfluenceSource,
-                     cache: redis.Redis, store: Any, ttl: int) -> dict[str, dict[str, Any]]:
+                     cache: redis.Redis, store: Any, ttl: int,
+                     prefix: str = "clout:") -> dict[str, dict[str, Any]]:
     """customer id -> {"score", "raw", "explanation", "cached"} for customers with handles."""
     with_handles = [c for c in customers if c.handles]
     if not with_handles:
         return {}
-    keys = [_cache_key(c) for c in with_handles]
+    keys = [_cache_key(prefix, c) for c in with_handles]
     cached_values = cache.mget(keys) if ttl > 0 else [None] * len(keys)
     result: dict[str, dict[str, Any]] = {}
     misses: list[Customer] = []
@@ -79,7 +80,7 @@ def lookup_influence(customers: Sequence[Customer], *, source: InfluenceSource,
         entry["model_version"] = MODEL_VERSION
         history.append({"customer_id": customer.id, "computed_at": now, **entry})
         if ttl > 0:
-            pipe.set(_cache_key(customer), json.dumps(entry), ex=ttl)
+            pipe.set(_cache_key(prefix, customer), json.dumps(entry), ex=ttl)
         result[customer.id] = {**entry, "cached": False}
     store.record_influence(history)
     pipe.execute()

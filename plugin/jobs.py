@@ -102,6 +102,7 @@ def process_events(events: list[dict[str, Any]]) -> dict[str, Any]:
     influence = lookup_influence(
         list(customers.values()), source=rt.influence, cache=rt.redis, store=rt.store,
         ttl=settings.config.influence.cache_ttl_seconds,
+        prefix=f"clout:{settings.config.queue.name}:",  # per deployment, like the dedupe keys
     )
 
     # 3. Rank the whole batch at once.
