@@ -127,13 +127,13 @@ def demo(host: str, port: int, timeout: float) -> None:
         events = demo_mod.build_events(ddir / "tickets.json", {c.id: c for c in customers}, now,
                                        demo_mod.new_run_id())
         secret = env["CLOUT_WEBHOOK_SECRET_GENERIC"]
-        job_ids = []
+        event_ids = []
         for delivery_id, body in events:
             resp = demo_mod.post_signed(session, f"{stack.base_url}/webhooks/generic", secret,
                                         delivery_id, body)
             if resp.status_code != 202:
                 raise click.ClickException(f"webhook answered {resp.status_code}: {resp.text}")
-            job_ids.append(resp.json()["job_id"])
+            event_ids.append(resp.json()["event_id"])
         click.echo(f"Posted {len(events)} signed webhooks to /webhooks/generic (all 202).")
 
         interactive = sys.stdout.isatty()
@@ -144,14 +144,14 @@ def demo(host: str, port: int, timeout: float) -> None:
             elif done == total:
                 click.echo(f"Decided {done}/{total}", nl=False)
 
-        final = demo_mod.wait_for_jobs(rt.redis, job_ids, timeout, progress)
+        done, error = demo_mod.wait_for_decisions(rt.store, rt.redis, rt.queue, event_ids, timeout,
+                                                  progress)
         click.echo("")
-        failed = {j: s for j, s in final.items() if s != "finished"}
-        if len(final) < len(job_ids) or failed:
-            detail = f" First error: {demo_mod.job_error(rt.redis, next(iter(failed)))}." if failed else ""
+        if len(done) < len(event_ids):
+            why = f"a job failed: {error}" if error else f"still pending after {timeout:.0f} s"
             raise click.ClickException(
-                f"{len(job_ids) - len(final)} job(s) still pending after {timeout:.0f} s, "
-                f"{len(failed)} failed.{detail} Worker log: {worker_log}")
+                f"{len(event_ids) - len(done)} of {len(event_ids)} tickets undecided, {why}. "
+                f"Worker log: {worker_log}")
 
         ticket_ids = {json_id for json_id in _ticket_ids(events)}
         rows = [r for r in rt.store.open_queue(limit=500) if r["ticket_id"] in ticket_ids]
@@ -264,7 +264,10 @@ def worker(burst: bool) -> None:
     rt = _runtime(settings)
     runtime_mod.install(rt)
     try:
-        rt.store  # schema before the first job
+        # Build everything before RQ forks a work-horse per job, so each horse inherits
+        # the schema check, the connectors and the loaded snapshot instead of redoing them.
+        rt.store
+        rt.crm
         w = Worker([rt.queue], connection=rt.redis, serializer=JSONSerializer)
         w.work(burst=burst, with_scheduler=True, logging_level=settings.config.service.log_level)
     finally:

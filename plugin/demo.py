@@ -81,30 +81,29 @@ def post_signed(session: requests.Session, url: str, secret: str, delivery_id: s
     return session.post(url, data=body, headers=headers, timeout=10)
 
 
-def wait_for_jobs(connection: Any, job_ids: list[str], timeout: float,
-                  progress: Callable[[int, int], None]) -> dict[str, str]:
-    """Poll RQ until every job is done; returns id -> final status.
+def wait_for_decisions(store: Any, connection: Any, queue: Any, event_ids: list[str], timeout: float,
+                       progress: Callable[[int, int], None]) -> tuple[set[str], str | None]:
+    """Poll until every event is decided; returns (decided ids, first job error if any).
 
-    A job that failed and waits for its retry ("scheduled") counts as failed
-    here: a demo should say what broke now, not after the retry back-off.
+    A job that failed, even one waiting for its retry, ends the wait at once:
+    a demo should say what broke now, not after the retry back-off.
     """
+    from rq.registry import FailedJobRegistry, ScheduledJobRegistry
+
     deadline = time.monotonic() + timeout
-    final: dict[str, str] = {}
     last = -1
+    failed_before = set(FailedJobRegistry(queue=queue).get_job_ids())
     while True:
-        pending = [j for j in job_ids if j not in final]
-        for job in Job.fetch_many(pending, connection=connection, serializer=JSONSerializer):
-            if job is None:
-                continue
-            status = job.get_status(refresh=False)
-            value = getattr(status, "value", str(status))
-            if value in ("finished", "failed", "canceled", "stopped", "scheduled"):
-                final[job.id] = value
-        if len(final) != last:
-            last = len(final)
-            progress(len(final), len(job_ids))
-        if len(final) == len(job_ids) or time.monotonic() > deadline:
-            return final
+        done = store.decided_events(event_ids)
+        if len(done) != last:
+            last = len(done)
+            progress(len(done), len(event_ids))
+        if len(done) == len(event_ids):
+            return done, None
+        broken = (set(FailedJobRegistry(queue=queue).get_job_ids()) - failed_before) | set(
+            ScheduledJobRegistry(queue=queue).get_job_ids())
+        if broken or time.monotonic() > deadline:
+            return done, job_error(connection, next(iter(broken))) if broken else None
         time.sleep(0.1)
 
 

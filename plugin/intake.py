@@ -1,8 +1,10 @@
 """Accepting a verified webhook: remember its delivery id and queue it, atomically.
 
-The delivery-id key and the RQ job are written in one MULTI/EXEC transaction
-(WATCHing the key), so there is no in-between state: either the delivery is
-queued and remembered, or nothing happened and the desk's retry is accepted.
+The delivery-id key, the event (pushed to the inbox, see `plugin.inbox`) and,
+when none is pending, a drain job are written in one MULTI/EXEC transaction
+(WATCHing the key and the drain flag), so there is no in-between state: either
+the delivery is queued and remembered, or nothing happened and the desk's
+retry is accepted. The job id answered is the drain job that will batch it.
 A repeat of a remembered id is answered as a duplicate with the original
 event and job ids. If Redis fails, the webhook answers 503 and the desk
 retries; nothing it was told was accepted can be lost here.
@@ -18,7 +20,8 @@ import redis
 
 from webhooks.base import Parsed
 
-from .queues import enqueue_events, get_queue
+from .inbox import drain_flag_key, inbox_key, schedule_drain
+from .queues import get_queue
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,23 +57,24 @@ class Intake:
         ttl = self._settings.config.webhooks.dedupe_ttl_seconds
         key = seen_key(self._settings.config.queue.name, source, parsed.delivery_id)
         queue = get_queue(self._redis, self._settings)
+        flag = drain_flag_key(self._settings)
+        events = [json.dumps(e.to_dict()) for e in parsed.events]
         try:
             with self._redis.pipeline() as pipe:
                 while True:
                     try:
-                        pipe.watch(key)
+                        pipe.watch(key, flag)
                         existing = pipe.get(key)
                         if existing is not None:
                             return _duplicate(existing)
+                        pending_drain = pipe.get(flag)
                         pipe.multi()
-                        job = enqueue_events(
-                            queue, self._settings, [e.to_dict() for e in parsed.events],
-                            pipeline=pipe, description=f"{source} delivery {parsed.delivery_id}",
-                        )
-                        pipe.set(key, json.dumps({"job_id": job.id,
+                        pipe.rpush(inbox_key(self._settings), *events)
+                        job_id = schedule_drain(pipe, self._settings, queue, pending_drain)
+                        pipe.set(key, json.dumps({"job_id": job_id,
                                                   "event_id": parsed.events[0].event_id}), ex=ttl)
                         pipe.execute()
-                        return Outcome(job_id=job.id, event_id=parsed.events[0].event_id)
+                        return Outcome(job_id=job_id, event_id=parsed.events[0].event_id)
                     except redis.WatchError:
                         # The same delivery raced us and won: loop to report it as a duplicate.
                         continue

@@ -15,7 +15,6 @@ import logging
 from dataclasses import replace
 from typing import Any, Sequence
 
-import numpy as np
 import pandas as pd
 
 from connectors.crm.base import Customer, Decision
@@ -23,6 +22,7 @@ from ranking import complaint_strength, map_tiers, mentions_social, prioritize
 from webhooks.event import TicketEvent
 
 from . import runtime as runtime_mod
+from .book import spend_book
 from .influence import NO_INFLUENCE, lookup_influence
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,14 @@ def _latest_per_ticket(events: Sequence[TicketEvent]) -> list[TicketEvent]:
         if key not in latest or _when(event.occurred_at) >= _when(latest[key].occurred_at):
             latest[key] = event
     return list(latest.values())
+
+
+def drain_inbox() -> dict[str, int]:
+    """Turn the events gathered in the inbox into `process_events` batch jobs."""
+    from .inbox import drain
+
+    rt = runtime_mod.current()
+    return drain(rt.redis, rt.settings)
 
 
 def process_events(events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -119,7 +127,8 @@ def process_events(events: list[dict[str, Any]]) -> dict[str, Any]:
     frame["complaint"] = complaint_strength(text).to_numpy(dtype=float)
     frame["social_mention"] = mentions_social(text).to_numpy(dtype=bool)
     weights = settings.weights
-    book = np.asarray(rt.store.spend_book(), dtype=float)
+    book = spend_book(rt.redis, rt.store, key=f"clout:{settings.config.queue.name}:spend-book",
+                      ttl=settings.config.ranking.book_refresh_seconds)
     ranked = prioritize(frame, weights, now=pd.Timestamp(now), spend_book=book)
     desk_values = map_tiers(ranked["tier"], settings.desk_priorities(rt.crm.name))
 
@@ -142,6 +151,7 @@ def process_events(events: list[dict[str, Any]]) -> dict[str, Any]:
             },
             weights_version=version,
             decided_at=decided_at,
+            event_id=event.event_id,
         )
         for i, event in enumerate(parsed)
     ]

