@@ -27,6 +27,7 @@ run: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_influence.py
 	$(BIN)/python bench/bench_priority.py
+	$(BIN)/python bench/bench_pipeline.py 1000
 
 clean:
 	rm -rf $(VENV) .clout build *.egg-info .pytest_cache

@@ -23,6 +23,7 @@ from webhooks.event import TicketEvent
 
 from . import runtime as runtime_mod
 from .book import spend_book
+from .queues import enqueue_events
 from .influence import NO_INFLUENCE, lookup_influence
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,29 @@ def drain_inbox() -> dict[str, int]:
 
 
 def process_events(events: list[dict[str, Any]]) -> dict[str, Any]:
-    """Rank and write back every ticket in `events` (dicts from `TicketEvent.to_dict`)."""
+    """Rank and write back every ticket in `events` (dicts from `TicketEvent.to_dict`).
+
+    If a batch fails, it is split in two and both halves are queued again, so
+    one event that can never succeed ends up failing alone (after RQ's retries)
+    instead of holding back the up to `batch_size - 1` good ones beside it.
+    """
+    try:
+        return _process_events(events)
+    except Exception:
+        if len(events) <= 1:
+            raise  # alone: RQ's Retry and failed-job registry take it from here
+        rt = runtime_mod.current()
+        half = len(events) // 2
+        with rt.redis.pipeline() as pipe:  # both halves or neither
+            for part in (events[:half], events[half:]):
+                enqueue_events(rt.queue, rt.settings, part, pipeline=pipe,
+                               description=f"process {len(part)} ticket event(s) (split)")
+            pipe.execute()
+        log.exception("batch of %d failed; split into %d + %d", len(events), half, len(events) - half)
+        return {"decided": 0, "split": [half, len(events) - half]}
+
+
+def _process_events(events: list[dict[str, Any]]) -> dict[str, Any]:
     rt = runtime_mod.current()
     settings = rt.settings
     parsed = _latest_per_ticket([TicketEvent.from_dict(e) for e in events])

@@ -223,3 +223,21 @@ def test_events_from_a_newer_version_with_extra_keys_still_process(runtime):
                               "ticket_id": "T-NEWVER", "future_field": 1,
                               "customer": {"id": "C-NEWVER", "future_customer_field": "x"}}])
     assert result["decided"] == 1
+
+
+def test_one_poison_event_does_not_hold_back_its_batch(runtime):
+    """A batch that fails is split until the bad event fails alone; the rest are decided."""
+    from rq import SimpleWorker
+    from rq.registry import ScheduledJobRegistry
+
+    now = dt.datetime.now(dt.timezone.utc).isoformat()
+    good = [{"source": "generic", "event_id": f"e{i}", "occurred_at": now, "ticket_id": f"T-P{i}",
+             "customer": {"id": f"C-P{i}"}} for i in range(7)]
+    poison = {"source": "generic", "event_id": "bad", "occurred_at": now, "ticket_id": "T-BAD"}  # no customer
+    runtime.queue.enqueue("plugin.jobs.process_events", good[:3] + [poison] + good[3:])
+    SimpleWorker([runtime.queue], connection=runtime.redis, serializer=JSONSerializer).work(
+        burst=True, logging_level="WARNING")
+    assert runtime.store.decided_events([e["event_id"] for e in good]) == {e["event_id"] for e in good}
+    waiting = Job.fetch_many(ScheduledJobRegistry(queue=runtime.queue).get_job_ids(),
+                             connection=runtime.redis, serializer=JSONSerializer)
+    assert [j.args[0] for j in waiting] == [[poison]]  # alone, waiting for RQ's retry
