@@ -74,7 +74,7 @@ def main(n: int = 1000) -> None:
         runtime_mod.install(rt)
         logging_quiet()
         try:
-            rt.store, rt.crm, rt.influence.networks()  # warm before fork, as `clout worker` does
+            rt.warm()  # before fork, as `clout worker` does
             client = create_app(runtime=rt).test_client()
             run = uuid.uuid4().hex[:6]
             bodies = [json.dumps(_event(i, run)).encode() for i in range(n)]

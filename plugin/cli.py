@@ -153,7 +153,7 @@ def demo(host: str, port: int, timeout: float) -> None:
                 f"{len(event_ids) - len(done)} of {len(event_ids)} tickets undecided, {why}. "
                 f"Worker log: {worker_log}")
 
-        ticket_ids = {json_id for json_id in _ticket_ids(events)}
+        ticket_ids = set(_ticket_ids(events))
         rows = [r for r in rt.store.open_queue(limit=500) if r["ticket_id"] in ticket_ids]
         table = [
             (i, r["priority"], f"{r['score']:.2f}", r["customer_name"] or r["customer_id"],
@@ -266,8 +266,7 @@ def worker(burst: bool) -> None:
     try:
         # Build everything before RQ forks a work-horse per job, so each horse inherits
         # the schema check, the connectors and the loaded snapshot instead of redoing them.
-        rt.store
-        rt.crm
+        rt.warm()
         w = Worker([rt.queue], connection=rt.redis, serializer=JSONSerializer)
         w.work(burst=burst, with_scheduler=True, logging_level=settings.config.service.log_level)
     finally:

@@ -41,7 +41,7 @@ def lookup_influence(customers: Sequence[Customer], *, source: InfluenceSource,
     cached_values = cache.mget(keys) if ttl > 0 else [None] * len(keys)
     result: dict[str, dict[str, Any]] = {}
     misses: list[Customer] = []
-    for customer, raw in zip(with_handles, cached_values):
+    for customer, raw in zip(with_handles, cached_values, strict=True):
         if raw:
             entry = json.loads(raw)
             entry["cached"] = True

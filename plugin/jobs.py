@@ -43,9 +43,8 @@ def merge_customer(event_facts: Any, known: Customer | None) -> Customer:
     return replace(base, handles=handles, **updates)
 
 
-def _when(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
+def _when(value: str) -> dt.datetime:
+    """An event's ISO time as an aware datetime (strings alone misorder fractional seconds)."""
     moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
 

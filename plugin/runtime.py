@@ -114,6 +114,13 @@ class Runtime:
                              f"{getattr(exc, 'filename', '') or cfg.influence.snapshot_path}: "
                              f"{exc.strerror or exc}") from None
 
+    def warm(self) -> None:
+        """Build every part now (before RQ forks work-horses, so each inherits them)."""
+        self.redis.ping()
+        self.store.ping()
+        _ = self.crm
+        self.influence.networks()
+
     def close(self, grace: float = 0.0) -> None:
         with self._lock:
             store = self._parts.pop("store", None)

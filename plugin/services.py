@@ -81,8 +81,7 @@ class LocalStack:
 
         rt = self.runtime
         rt.validate()
-        rt.redis.ping()  # starts (or joins) the embedded server before any worker looks for it
-        rt.store  # schema on first start
+        rt.warm()  # starts (or joins) the embedded server before any worker looks for it
         self._server, _ = serve_in_thread(create_app(runtime=rt), self.host, self.port)
         self.port = self._server.server_port
         env = {**self.env, "CLOUT_DATA_DIR": str(rt.settings.data_dir)}

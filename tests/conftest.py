@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-import redis
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 

@@ -12,7 +12,6 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
 import requests
 
 from conftest import TEST_SECRET, TEST_TOKEN, standard_webhook_headers

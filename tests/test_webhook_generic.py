@@ -215,8 +215,6 @@ def test_get_on_webhook_is_405_json(client):
 
 
 def test_unconfigured_secret_is_503_and_nothing_queued(base_env, redis_session):
-    import redis as redis_lib
-
     from plugin import create_app
     from plugin.redis_conn import RedisHandle
     from plugin.runtime import Runtime
