@@ -23,12 +23,16 @@ def summarise(values: np.ndarray) -> np.ndarray:
 
 
 def spend_book(cache: redis.Redis, store, *, key: str, ttl: int) -> np.ndarray:
-    """Spend values (or quantiles) to rank against; recomputed when the cached copy expires."""
+    """Spend values (or quantiles) to rank against; recomputed when the cached copy expires.
+
+    Only a quantile summary of a big book is cached: a small book is exact and cheap to
+    read, and a new install's book changes with nearly every customer.
+    """
     if ttl > 0:
         raw = cache.get(key)
         if raw:
             return np.frombuffer(raw, dtype="<f8")
     table = summarise(np.asarray(store.spend_book(), dtype=float))
-    if ttl > 0:
+    if ttl > 0 and len(table) == MAX_POINTS:
         cache.set(key, table.astype("<f8").tobytes(), ex=ttl)
     return table

@@ -267,6 +267,10 @@ def worker(burst: bool) -> None:
         # Build everything before RQ forks a work-horse per job, so each horse inherits
         # the schema check, the connectors and the loaded snapshot instead of redoing them.
         rt.warm()
+        from .inbox import ensure_drain
+
+        if ensure_drain(rt.redis, rt.settings):
+            log.info("events were waiting in the inbox; queued a drain")
         w = Worker([rt.queue], connection=rt.redis, serializer=JSONSerializer)
         w.work(burst=burst, with_scheduler=True, logging_level=settings.config.service.log_level)
     finally:

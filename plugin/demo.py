@@ -93,6 +93,7 @@ def wait_for_decisions(store: Any, connection: Any, queue: Any, event_ids: list[
     deadline = time.monotonic() + timeout
     last = -1
     failed_before = set(FailedJobRegistry(queue=queue).get_job_ids())
+    scheduled_before = set(ScheduledJobRegistry(queue=queue).get_job_ids())  # e.g. an old run's retry
     while True:
         done = store.decided_events(event_ids)
         if len(done) != last:
@@ -100,8 +101,8 @@ def wait_for_decisions(store: Any, connection: Any, queue: Any, event_ids: list[
             progress(len(done), len(event_ids))
         if len(done) == len(event_ids):
             return done, None
-        broken = (set(FailedJobRegistry(queue=queue).get_job_ids()) - failed_before) | set(
-            ScheduledJobRegistry(queue=queue).get_job_ids())
+        broken = (set(FailedJobRegistry(queue=queue).get_job_ids()) - failed_before) | (
+            set(ScheduledJobRegistry(queue=queue).get_job_ids()) - scheduled_before)
         if broken or time.monotonic() > deadline:
             return done, job_error(connection, next(iter(broken))) if broken else None
         time.sleep(0.1)

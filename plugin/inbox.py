@@ -8,9 +8,12 @@ moves whatever has gathered into `process_events` jobs of up to
 `queue.batch_size` events. Under light load a batch holds one event; under a
 burst, batches fill up by themselves.
 
-Every move is one MULTI/EXEC (the RQ job is written and the list trimmed
-together, WATCHing the list), so an event is always either in the inbox or
-inside a queued RQ job, where RQ's Retry and failed-job registry take over.
+Only one drain works at a time (a short Redis lock), and webhooks only ever
+append, so the head of the list is the drain's alone: each move reads up to
+`batch_size` events, then writes the RQ job and trims the list in one
+MULTI/EXEC. An event is always either in the inbox or inside a queued RQ job,
+where RQ's Retry and failed-job registry take over. (WATCHing the list
+instead would let a steady stream of webhooks abort every move.)
 """
 
 from __future__ import annotations
@@ -29,7 +32,10 @@ log = logging.getLogger(__name__)
 # Safety valve only: if a drain job were lost, the next webhook queues a new one
 # after this long. An extra drain is harmless (it finds the inbox empty).
 DRAIN_FLAG_TTL = 60
-MAX_WATCH_RETRIES = 100
+# A drain holds the lock for milliseconds per batch; the TTL only matters if a
+# worker dies holding it. A second drain waits this long for it, then fails (and RQ retries).
+LOCK_TTL_MS = 30_000
+LOCK_WAIT_SECONDS = 35.0
 
 
 def inbox_key(settings: Settings) -> str:
@@ -38,6 +44,10 @@ def inbox_key(settings: Settings) -> str:
 
 def drain_flag_key(settings: Settings) -> str:
     return f"clout:{settings.config.queue.name}:drain-job"
+
+
+def drain_lock_key(settings: Settings) -> str:
+    return f"clout:{settings.config.queue.name}:drain-lock"
 
 
 def schedule_drain(pipe: Any, settings: Settings, queue: Any, pending_drain: bytes | None) -> str:
@@ -52,6 +62,24 @@ def schedule_drain(pipe: Any, settings: Settings, queue: Any, pending_drain: byt
     return job.id
 
 
+def ensure_drain(connection: redis.Redis, settings: Settings) -> str | None:
+    """Queue a drain if events wait in the inbox and none is pending (a worker calls this at
+    start, so events stranded by a drain that failed for good are picked up again)."""
+    if not connection.llen(inbox_key(settings)):
+        return None
+    flag = drain_flag_key(settings)
+    with connection.pipeline() as pipe:
+        try:
+            pipe.watch(flag)
+            pending = pipe.get(flag)
+            pipe.multi()
+            job_id = schedule_drain(pipe, settings, get_queue(connection, settings), pending)
+            pipe.execute()
+            return job_id
+        except redis.WatchError:
+            return None  # someone else just scheduled one
+
+
 def drain(connection: redis.Redis, settings: Settings) -> dict[str, int]:
     """Move everything in the inbox into `process_events` jobs; returns counts."""
     queue = get_queue(connection, settings)
@@ -59,28 +87,31 @@ def drain(connection: redis.Redis, settings: Settings) -> dict[str, int]:
     size = settings.config.queue.batch_size
     # Clear the flag first: an event pushed from now on schedules a new drain itself.
     connection.delete(drain_flag_key(settings))
+    # Wait for a drain already running rather than skip: it may have looked at the
+    # inbox before our event arrived, and nobody else would move it.
+    lock = connection.lock(drain_lock_key(settings), timeout=LOCK_TTL_MS / 1000,
+                           blocking_timeout=LOCK_WAIT_SECONDS, thread_local=False)
+    if not lock.acquire():
+        raise TimeoutError("another drain held the inbox lock too long")
     batches = events = 0
-    with connection.pipeline() as pipe:
-        attempts = 0
+    try:
         while True:
-            try:
-                pipe.watch(key)
-                items = pipe.lrange(key, 0, size - 1)
-                if not items:
-                    pipe.unwatch()
-                    break
-                pipe.multi()
+            items = connection.lrange(key, 0, size - 1)
+            if not items:
+                break
+            with connection.pipeline() as pipe:  # MULTI/EXEC: job written and list trimmed together
                 enqueue_events(queue, settings, [json.loads(i) for i in items], pipeline=pipe,
                                description=f"process {len(items)} ticket event(s)")
                 pipe.ltrim(key, len(items), -1)
                 pipe.execute()
-                batches += 1
-                events += len(items)
-                attempts = 0
-            except redis.WatchError:
-                attempts += 1  # a webhook pushed meanwhile; read again
-                if attempts > MAX_WATCH_RETRIES:
-                    raise
+            batches += 1
+            events += len(items)
+            lock.extend(LOCK_TTL_MS / 1000, replace_ttl=True)
+    finally:
+        try:
+            lock.release()
+        except redis.exceptions.LockError:
+            log.warning("drain lock expired before release")
     if events:
         log.info("drained %d event(s) into %d batch(es)", events, batches)
     return {"batches": batches, "events": events}

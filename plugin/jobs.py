@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any, Sequence
 
 import pandas as pd
+from rq import get_current_job
 
 from connectors.crm.base import Customer, Decision
 from ranking import complaint_strength, map_tiers, mentions_social, prioritize
@@ -66,27 +67,34 @@ def drain_inbox() -> dict[str, int]:
     return drain(rt.redis, rt.settings)
 
 
+def _is_retry() -> bool:
+    job = get_current_job()
+    if job is None or job.retries_left is None:
+        return False
+    return job.retries_left < runtime_mod.current().settings.config.queue.retry_max
+
+
 def process_events(events: list[dict[str, Any]]) -> dict[str, Any]:
     """Rank and write back every ticket in `events` (dicts from `TicketEvent.to_dict`).
 
-    If a batch fails, it is split in two and both halves are queued again, so
-    one event that can never succeed ends up failing alone (after RQ's retries)
-    instead of holding back the up to `batch_size - 1` good ones beside it.
+    A batch that RQ is retrying (it raised, or its work-horse died) is not run
+    again as a whole: it is split in two and both halves are queued as fresh
+    jobs. One event that can never succeed thus ends up failing alone instead
+    of holding back the up to `batch_size - 1` good ones beside it, while a
+    short outage costs one retry back-off and a single split, not a burst of
+    single-event jobs.
     """
-    try:
-        return _process_events(events)
-    except Exception:
-        if len(events) <= 1:
-            raise  # alone: RQ's Retry and failed-job registry take it from here
+    if len(events) > 1 and _is_retry():
         rt = runtime_mod.current()
         half = len(events) // 2
         with rt.redis.pipeline() as pipe:  # both halves or neither
             for part in (events[:half], events[half:]):
                 enqueue_events(rt.queue, rt.settings, part, pipeline=pipe,
-                               description=f"process {len(part)} ticket event(s) (split)")
+                               description=f"process {len(part)} ticket event(s) (split after a failure)")
             pipe.execute()
-        log.exception("batch of %d failed; split into %d + %d", len(events), half, len(events) - half)
+        log.warning("retrying a batch of %d: split into %d + %d", len(events), half, len(events) - half)
         return {"decided": 0, "split": [half, len(events) - half]}
+    return _process_events(events)
 
 
 def _process_events(events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -109,16 +117,21 @@ def _process_events(events: list[dict[str, Any]]) -> dict[str, Any]:
         {
             "source": e.source, "id": e.ticket_id, "customer_id": e.customer.id,
             "subject": e.subject, "description": e.description,
-            "created_at": e.ticket_created_at or e.occurred_at,
+            # A ticket can't have been created after the event about it happened.
+            "created_at": min(_when(e.ticket_created_at), _when(e.occurred_at))
+            if e.ticket_created_at else e.occurred_at,
             "last_event_id": e.event_id, "last_event_at": e.occurred_at,
         }
         for e in parsed
     )
-    # A desk retry of an event older than what is stored changed nothing: don't decide on it.
+    # A desk retry of an event older than what is stored changed nothing, and an event
+    # already decided (delivered again under a new id, or a re-run job) needs no new decision.
     state = rt.store.ticket_state([(e.source, e.ticket_id) for e in parsed])
-    stale = [e for e in parsed if state.get((e.source, e.ticket_id), {}).get("last_event_id") != e.event_id]
+    stale = [e for e in parsed
+             if state.get((e.source, e.ticket_id), {}).get("last_event_id") != e.event_id
+             or state.get((e.source, e.ticket_id), {}).get("decided_event_id") == e.event_id]
     if stale:
-        log.info("skipping %d event(s) older than the ticket's stored state", len(stale))
+        log.info("skipping %d event(s): superseded by newer state or already decided", len(stale))
         parsed = [e for e in parsed if e not in stale]
     if not parsed:
         return {"decided": 0, "stale": len(stale), "tickets": []}

@@ -188,19 +188,27 @@ class Store:
             raise RuntimeError(f"unsupported database {dialect!r}; use PostgreSQL or SQLite")
         stmt = insert(table)
         set_: dict[str, Any] = {col: getattr(stmt.excluded, col) for col in update}
-        for col in keep_earliest:
-            current, incoming = table.c[col], getattr(stmt.excluded, col)
-            set_[col] = sa.case(
-                (current.is_(None), incoming),
-                (sa.and_(incoming.is_not(None), incoming < current), incoming),
-                else_=current,
-            )
+        if newer is not None:  # a row without a time (a CRM sync) keeps the stored one
+            set_[newer] = sa.func.coalesce(getattr(stmt.excluded, newer), table.c[newer])
         where = None
         if newer is not None:
             current, incoming = table.c[newer], getattr(stmt.excluded, newer)
             where = sa.or_(current.is_(None), incoming.is_(None), incoming >= current)
         stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_=set_, where=where)
         conn.execute(stmt, rows)
+        # Outside the `newer` guard: even a stale event may know an earlier creation time.
+        for col in keep_earliest:
+            bind = {k: sa.bindparam(f"k_{k}") for k in keys}
+            earlier = (
+                table.update()
+                .where(*(table.c[k] == bind[k] for k in keys))
+                .where(sa.or_(table.c[col].is_(None), table.c[col] > sa.bindparam(f"v_{col}")))
+                .values({col: sa.bindparam(f"v_{col}")})
+            )
+            params = [{**{f"k_{k}": r[k] for k in keys}, f"v_{col}": r[col]}
+                      for r in rows if r.get(col) is not None]
+            if params:
+                conn.execute(earlier, params)
 
     def upsert_customers(self, items: Iterable[Customer],
                          facts_at: dict[str, str | dt.datetime] | None = None) -> None:
@@ -219,6 +227,7 @@ class Store:
             }
             for c in items
         ]
+        rows.sort(key=lambda r: r["id"])  # one lock order across concurrent batches: no deadlocks
         with self.engine.begin() as conn:
             self._upsert(conn, customers, rows, ["id"],
                          ["name", "email", "handles", "monthly_spend", "currency",
@@ -239,6 +248,7 @@ class Store:
             }
             for r in rows
         ]
+        prepared.sort(key=lambda r: (r["source"], r["id"]))  # one lock order: no deadlocks
         with self.engine.begin() as conn:
             self._upsert(conn, tickets, prepared, ["source", "id"],
                          ["customer_id", "subject", "description", "status",
@@ -253,13 +263,14 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(tickets.c.source, tickets.c.id, tickets.c.created_at,
-                          tickets.c.last_event_id, tickets.c.last_event_at)
+                          tickets.c.last_event_id, tickets.c.last_event_at, tickets.c.decided_event_id)
                 .where(tickets.c.id.in_(sorted({k[1] for k in keys})))
             )
             return {
                 (r.source, r.id): {"created_at": _as_utc(r.created_at),
                                    "last_event_id": r.last_event_id,
-                                   "last_event_at": _as_utc(r.last_event_at)}
+                                   "last_event_at": _as_utc(r.last_event_at),
+                                   "decided_event_id": r.decided_event_id}
                 for r in rows if (r.source, r.id) in wanted
             }
 
@@ -296,11 +307,15 @@ class Store:
     # -- decisions and history ----------------------------------------------
 
     def record_decisions(self, items: Sequence[Decision]) -> None:
-        """Append to history and point each ticket at its newest decision, atomically."""
+        """Append to history and point each ticket at its newest decision, atomically.
+
+        The ticket only points at a decision made for its current event: if a newer
+        event landed while this batch was ranking, the newer batch's decision stands.
+        """
         if not items:
             return
         with self.engine.begin() as conn:
-            for d in items:
+            for d in sorted(items, key=lambda d: (d.source, d.ticket_id)):
                 decision_id = conn.execute(
                     decisions.insert().values(
                         source=d.source, ticket_id=d.ticket_id, customer_id=d.customer_id,
@@ -311,7 +326,8 @@ class Store:
                 ).inserted_primary_key[0]
                 conn.execute(
                     tickets.update()
-                    .where(tickets.c.source == d.source, tickets.c.id == d.ticket_id)
+                    .where(tickets.c.source == d.source, tickets.c.id == d.ticket_id,
+                           tickets.c.last_event_id == d.event_id)
                     .values(decision_id=decision_id, score=d.score, decided_event_id=d.event_id,
                             tier_rank=TIERS.index(d.tier) if d.tier in TIERS else len(TIERS))
                 )
@@ -320,10 +336,11 @@ class Store:
         """The local desk's own priority/flags/reason fields; returns ticket ids written."""
         written: list[str] = []
         with self.engine.begin() as conn:
-            for d in items:
+            for d in sorted(items, key=lambda d: (d.source, d.ticket_id)):
                 result = conn.execute(
                     tickets.update()
-                    .where(tickets.c.source == d.source, tickets.c.id == d.ticket_id)
+                    .where(tickets.c.source == d.source, tickets.c.id == d.ticket_id,
+                           tickets.c.last_event_id == d.event_id)
                     .values(desk_priority=d.priority, desk_flags=list(d.flags), desk_reason=d.reason)
                 )
                 if result.rowcount:

@@ -25,15 +25,25 @@ def test_quantile_summary_is_within_a_tenth_of_a_point():
     assert np.max(np.abs(exact - approx)) < 0.002
 
 
-def test_book_is_cached_in_redis_until_it_expires(runtime):
+def test_small_books_are_read_fresh_every_time(runtime):
     store, cache = runtime.store, runtime.redis
     store.upsert_customers(Customer(id=f"K{i}", monthly_spend=float(i)) for i in range(1, 11))
     key = f"clout:{runtime.settings.config.queue.name}:spend-book"
-    first = spend_book(cache, store, key=key, ttl=60)
-    assert first.tolist() == [float(i) for i in range(1, 11)]
-    assert 0 < cache.ttl(key) <= 60
+    assert spend_book(cache, store, key=key, ttl=60).tolist() == [float(i) for i in range(1, 11)]
+    assert cache.get(key) is None
     store.upsert_customers([Customer(id="K-new", monthly_spend=999.0)])
+    assert spend_book(cache, store, key=key, ttl=60)[-1] == 999.0
+
+
+def test_big_books_are_cached_in_redis_until_they_expire(runtime):
+    store, cache = runtime.store, runtime.redis
+    store.upsert_customers(Customer(id=f"B{i}", monthly_spend=float(i)) for i in range(1, 3001))
+    key = f"clout:{runtime.settings.config.queue.name}:spend-book"
+    first = spend_book(cache, store, key=key, ttl=60)
+    assert len(first) == MAX_POINTS and first[-1] == 3000.0
+    assert 0 < cache.ttl(key) <= 60
+    store.upsert_customers([Customer(id="B-new", monthly_spend=99_999.0)])
     assert spend_book(cache, store, key=key, ttl=60).tolist() == first.tolist()  # cached
     cache.delete(key)
-    assert spend_book(cache, store, key=key, ttl=60)[-1] == 999.0  # rebuilt after expiry
-    assert 999.0 in spend_book(cache, store, key=key + ":nocache", ttl=0)
+    assert spend_book(cache, store, key=key, ttl=60)[-1] == 99_999.0  # rebuilt after expiry
+    assert spend_book(cache, store, key=key + ":nocache", ttl=0)[-1] == 99_999.0

@@ -225,19 +225,76 @@ def test_events_from_a_newer_version_with_extra_keys_still_process(runtime):
     assert result["decided"] == 1
 
 
-def test_one_poison_event_does_not_hold_back_its_batch(runtime):
-    """A batch that fails is split until the bad event fails alone; the rest are decided."""
+def test_one_poison_event_does_not_hold_back_its_batch(base_env, redis_session):
+    """A failed batch is split on its retry until the bad event fails alone; the rest are decided."""
     from rq import SimpleWorker
-    from rq.registry import ScheduledJobRegistry
+    from rq.registry import FailedJobRegistry
 
-    now = dt.datetime.now(dt.timezone.utc).isoformat()
-    good = [{"source": "generic", "event_id": f"e{i}", "occurred_at": now, "ticket_id": f"T-P{i}",
-             "customer": {"id": f"C-P{i}"}} for i in range(7)]
-    poison = {"source": "generic", "event_id": "bad", "occurred_at": now, "ticket_id": "T-BAD"}  # no customer
-    runtime.queue.enqueue("plugin.jobs.process_events", good[:3] + [poison] + good[3:])
-    SimpleWorker([runtime.queue], connection=runtime.redis, serializer=JSONSerializer).work(
-        burst=True, logging_level="WARNING")
-    assert runtime.store.decided_events([e["event_id"] for e in good]) == {e["event_id"] for e in good}
-    waiting = Job.fetch_many(ScheduledJobRegistry(queue=runtime.queue).get_job_ids(),
-                             connection=runtime.redis, serializer=JSONSerializer)
-    assert [j.args[0] for j in waiting] == [[poison]]  # alone, waiting for RQ's retry
+    from plugin import runtime as runtime_mod
+    from plugin.redis_conn import RedisHandle
+    from plugin.runtime import Runtime
+    from plugin.settings import load_settings
+
+    env = {**base_env, "CLOUT_QUEUE__RETRY_INTERVALS": "[0]"}  # retry at once: no scheduler needed
+    rt = Runtime(load_settings(env), redis_handle=RedisHandle(client=redis_session.new_client()))
+    runtime_mod.install(rt)
+    try:
+        now = dt.datetime.now(dt.timezone.utc).isoformat()
+        good = [{"source": "generic", "event_id": f"e{i}", "occurred_at": now, "ticket_id": f"T-P{i}",
+                 "customer": {"id": f"C-P{i}"}} for i in range(7)]
+        poison = {"source": "generic", "event_id": "bad", "occurred_at": now, "ticket_id": "T-BAD"}
+        from plugin.queues import enqueue_events
+
+        enqueue_events(rt.queue, rt.settings, good[:3] + [poison] + good[3:])
+        SimpleWorker([rt.queue], connection=rt.redis, serializer=JSONSerializer).work(
+            burst=True, logging_level="WARNING")
+        assert rt.store.decided_events([e["event_id"] for e in good]) == {e["event_id"] for e in good}
+        failed = Job.fetch_many(FailedJobRegistry(queue=rt.queue).get_job_ids(),
+                                connection=rt.redis, serializer=JSONSerializer)
+        assert [j.args[0] for j in failed] == [[poison]]  # alone, after its own retries
+    finally:
+        runtime_mod.install(None)
+        rt.close()
+
+
+def test_a_decision_for_a_superseded_event_does_not_become_current(post_generic, drain, runtime, client):
+    """Two batches race on one ticket: the one ranking the older event must not win the pointer."""
+    from dataclasses import replace
+
+    from connectors.crm.base import Decision
+
+    post_generic(_event("T-RACE", {"id": "C-RACE", "monthly_spend": 9000, "contract_end": _today(3)}))
+    drain()
+    current = client.get("/api/tickets/T-RACE", headers=auth()).get_json()
+    late = Decision(source="generic", ticket_id="T-RACE", customer_id="C-RACE", tier="low", priority="Low",
+                    score=0.0, flags=(), reason="Low: no priority signals", components={},
+                    weights_version="x", decided_at="2026-11-25T00:00:00Z", event_id="an-older-event")
+    assert runtime.crm.write_decisions([late]).failed  # the desk keeps the current decision
+    runtime.store.record_decisions([late])
+    assert client.get("/api/tickets/T-RACE", headers=auth()).get_json() == current
+    assert runtime.store.count("decisions") == 2  # still kept as history
+
+
+def test_a_stale_event_can_still_move_creation_time_back(post_generic, drain, runtime, client):
+    now = dt.datetime.now(dt.timezone.utc)
+    newer = _event("T-BACK", {"id": "C-BACK"})
+    del newer["ticket"]["created_at"]
+    post_generic(newer)
+    drain()
+    older = _event("T-BACK", {"id": "C-BACK"}, age_hours=72)
+    older["occurred_at"] = (now - dt.timedelta(hours=1)).isoformat()
+    post_generic(older)
+    drain()
+    state = runtime.store.ticket_state([("generic", "T-BACK")])[("generic", "T-BACK")]
+    assert state["last_event_id"] == newer["event_id"]
+    assert state["created_at"] < now - dt.timedelta(hours=70)
+
+
+def test_created_at_after_the_event_is_clamped(post_generic, drain, runtime):
+    event = _event("T-FUT", {"id": "C-FUT"})
+    event["ticket"]["created_at"] = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=5)).isoformat()
+    post_generic(event)
+    drain()
+    state = runtime.store.ticket_state([("generic", "T-FUT")])[("generic", "T-FUT")]
+    occurred = dt.datetime.fromisoformat(event["occurred_at"])
+    assert state["created_at"] <= occurred

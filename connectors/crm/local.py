@@ -24,7 +24,8 @@ class LocalCRM:
 
     def write_decisions(self, decisions: Sequence[Decision]) -> WriteResult:
         written = set(self._store.write_desk_fields(list(decisions)))
-        failed = {d.ticket_id: "ticket not found" for d in decisions if d.ticket_id not in written}
+        failed = {d.ticket_id: "ticket not found, or a newer event superseded this decision"
+                  for d in decisions if d.ticket_id not in written}
         return WriteResult(written=tuple(sorted(written)), failed=failed)
 
 
