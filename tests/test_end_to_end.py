@@ -259,8 +259,6 @@ def test_one_poison_event_does_not_hold_back_its_batch(base_env, redis_session):
 
 def test_a_decision_for_a_superseded_event_does_not_become_current(post_generic, drain, runtime, client):
     """Two batches race on one ticket: the one ranking the older event must not win the pointer."""
-    from dataclasses import replace
-
     from connectors.crm.base import Decision
 
     post_generic(_event("T-RACE", {"id": "C-RACE", "monthly_spend": 9000, "contract_end": _today(3)}))
