@@ -34,8 +34,12 @@ log = logging.getLogger(__name__)
 DRAIN_FLAG_TTL = 60
 # A drain holds the lock for milliseconds per batch; the TTL only matters if a
 # worker dies holding it. A second drain waits this long for it, then fails (and RQ retries).
-LOCK_TTL_MS = 30_000
-LOCK_WAIT_SECONDS = 35.0
+LOCK_TTL_MS = 10_000
+LOCK_WAIT_SECONDS = 15.0
+
+
+class DrainLockLost(RuntimeError):
+    """Another drain took over (ours stalled past the lock TTL): stop before touching the list."""
 
 
 def inbox_key(settings: Settings) -> str:
@@ -57,6 +61,7 @@ def schedule_drain(pipe: Any, settings: Settings, queue: Any, pending_drain: byt
     job = queue.enqueue_call(
         DRAIN_INBOX, retry=retry_policy(settings), result_ttl=settings.config.queue.result_ttl,
         failure_ttl=7 * 24 * 3600, description="drain the inbox into batches", pipeline=pipe,
+        at_front=True,  # cheap, and everything behind it in the inbox waits for it
     )
     pipe.set(drain_flag_key(settings), job.id, ex=DRAIN_FLAG_TTL)
     return job.id
@@ -94,19 +99,33 @@ def drain(connection: redis.Redis, settings: Settings) -> dict[str, int]:
     if not lock.acquire():
         raise TimeoutError("another drain held the inbox lock too long")
     batches = events = 0
+    lock_key = drain_lock_key(settings)
+    token = lock.local.token
     try:
-        while True:
-            items = connection.lrange(key, 0, size - 1)
+        # Only what is here now: events arriving meanwhile have queued the next drain, and
+        # looping until empty under a steady stream would cut it into tiny batches.
+        remaining = connection.llen(key)
+        while remaining > 0:
+            items = connection.lrange(key, 0, min(size, remaining) - 1)
             if not items:
                 break
-            with connection.pipeline() as pipe:  # MULTI/EXEC: job written and list trimmed together
+            with connection.pipeline() as pipe:
+                # Still ours? (WATCH the lock, not the list: webhooks never touch the lock.)
+                pipe.watch(lock_key)
+                owner = pipe.get(lock_key)
+                if owner is None or owner != (token if isinstance(token, bytes) else token.encode()):
+                    raise DrainLockLost("the drain lock expired and another drain took over")
+                pipe.multi()  # the job written and the list trimmed together
                 enqueue_events(queue, settings, [json.loads(i) for i in items], pipeline=pipe,
                                description=f"process {len(items)} ticket event(s)")
                 pipe.ltrim(key, len(items), -1)
                 pipe.execute()
             batches += 1
             events += len(items)
+            remaining -= len(items)
             lock.extend(LOCK_TTL_MS / 1000, replace_ttl=True)
+    except redis.WatchError:
+        raise DrainLockLost("the drain lock changed hands mid-move") from None
     finally:
         try:
             lock.release()

@@ -67,34 +67,43 @@ def drain_inbox() -> dict[str, int]:
     return drain(rt.redis, rt.settings)
 
 
-def _is_retry() -> bool:
-    job = get_current_job()
-    if job is None or job.retries_left is None:
-        return False
-    return job.retries_left < runtime_mod.current().settings.config.queue.retry_max
+def _split(events: list[dict[str, Any]], why: str) -> dict[str, Any]:
+    rt = runtime_mod.current()
+    half = len(events) // 2
+    with rt.redis.pipeline() as pipe:  # both halves or neither
+        for part in (events[:half], events[half:]):
+            enqueue_events(rt.queue, rt.settings, part, pipeline=pipe,
+                           description=f"process {len(part)} ticket event(s) (split after {why})")
+        pipe.execute()
+    log.warning("batch of %d split into %d + %d after %s", len(events), half, len(events) - half, why)
+    return {"decided": 0, "split": [half, len(events) - half]}
 
 
 def process_events(events: list[dict[str, Any]]) -> dict[str, Any]:
     """Rank and write back every ticket in `events` (dicts from `TicketEvent.to_dict`).
 
-    A batch that RQ is retrying (it raised, or its work-horse died) is not run
-    again as a whole: it is split in two and both halves are queued as fresh
-    jobs. One event that can never succeed thus ends up failing alone instead
-    of holding back the up to `batch_size - 1` good ones beside it, while a
-    short outage costs one retry back-off and a single split, not a burst of
-    single-event jobs.
+    A batch that runs a second time (it raised, or its work-horse died, and RQ
+    retried it) is not run whole again: it is split in two and both halves are
+    queued as fresh jobs. One event that can never succeed thus ends up
+    failing alone instead of holding back the up to `batch_size - 1` good ones
+    beside it, while a short outage costs one retry back-off and a single
+    split, not a burst of single-event jobs. The first attempt is marked in the
+    job's meta before any work, so even a killed work-horse counts.
     """
-    if len(events) > 1 and _is_retry():
-        rt = runtime_mod.current()
-        half = len(events) // 2
-        with rt.redis.pipeline() as pipe:  # both halves or neither
-            for part in (events[:half], events[half:]):
-                enqueue_events(rt.queue, rt.settings, part, pipeline=pipe,
-                               description=f"process {len(part)} ticket event(s) (split after a failure)")
-            pipe.execute()
-        log.warning("retrying a batch of %d: split into %d + %d", len(events), half, len(events) - half)
-        return {"decided": 0, "split": [half, len(events) - half]}
-    return _process_events(events)
+    job = get_current_job()
+    if len(events) > 1 and job is not None:
+        if job.meta.get("clout_attempted"):
+            return _split(events, "a failed attempt")
+        job.meta["clout_attempted"] = True
+        job.save_meta()
+    try:
+        return _process_events(events)
+    except Exception:
+        if len(events) > 1 and (job is None or job.retries_left is None):
+            # No RQ retry will come (queue.retry_max = 0): split now instead.
+            log.exception("batch of %d failed", len(events))
+            return _split(events, "a failure with retries off")
+        raise
 
 
 def _process_events(events: list[dict[str, Any]]) -> dict[str, Any]:

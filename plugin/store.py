@@ -156,7 +156,11 @@ class Store:
         return cls(make_engine(database_url))
 
     def create_schema(self) -> None:
-        metadata.create_all(self.engine)
+        try:
+            metadata.create_all(self.engine)
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError):
+            # Several processes starting at once race CREATE TABLE; the loser checks again.
+            metadata.create_all(self.engine)
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

@@ -296,3 +296,33 @@ def test_created_at_after_the_event_is_clamped(post_generic, drain, runtime):
     state = runtime.store.ticket_state([("generic", "T-FUT")])[("generic", "T-FUT")]
     occurred = dt.datetime.fromisoformat(event["occurred_at"])
     assert state["created_at"] <= occurred
+
+
+def test_with_retries_off_a_failed_batch_still_splits(base_env, redis_session):
+    from rq import SimpleWorker
+    from rq.registry import FailedJobRegistry
+
+    from plugin import runtime as runtime_mod
+    from plugin.queues import enqueue_events
+    from plugin.redis_conn import RedisHandle
+    from plugin.runtime import Runtime
+    from plugin.settings import load_settings
+
+    rt = Runtime(load_settings({**base_env, "CLOUT_QUEUE__RETRY_MAX": "0"}),
+                 redis_handle=RedisHandle(client=redis_session.new_client()))
+    runtime_mod.install(rt)
+    try:
+        now = dt.datetime.now(dt.timezone.utc).isoformat()
+        good = [{"source": "generic", "event_id": f"r{i}", "occurred_at": now, "ticket_id": f"T-R0{i}",
+                 "customer": {"id": f"C-R0{i}"}} for i in range(5)]
+        poison = {"source": "generic", "event_id": "bad0", "occurred_at": now, "ticket_id": "T-BAD0"}
+        enqueue_events(rt.queue, rt.settings, good[:2] + [poison] + good[2:])
+        SimpleWorker([rt.queue], connection=rt.redis, serializer=JSONSerializer).work(
+            burst=True, logging_level="WARNING")
+        assert rt.store.decided_events([e["event_id"] for e in good]) == {e["event_id"] for e in good}
+        failed = Job.fetch_many(FailedJobRegistry(queue=rt.queue).get_job_ids(),
+                                connection=rt.redis, serializer=JSONSerializer)
+        assert [j.args[0] for j in failed] == [[poison]]
+    finally:
+        runtime_mod.install(None)
+        rt.close()

@@ -99,3 +99,15 @@ def test_the_same_event_under_a_new_delivery_id_is_not_decided_twice(post_generi
 def _work(runtime) -> None:
     SimpleWorker([runtime.queue], connection=runtime.redis, serializer=JSONSerializer).work(
         burst=True, logging_level="WARNING")
+
+
+def test_drain_moves_only_what_was_there_when_it_started(runtime, post_generic):
+    for i in range(3):
+        post_generic(json.loads(_body(i)))
+    key = inbox_key(runtime.settings)
+    assert drain(runtime.redis, runtime.settings) == {"batches": 1, "events": 3}
+    assert runtime.redis.llen(key) == 0
+    # A drain job is queued at the front: it is cheap and the inbox waits on it.
+    post_generic(json.loads(_body(99)))
+    first = Job.fetch(runtime.queue.get_job_ids()[0], connection=runtime.redis, serializer=JSONSerializer)
+    assert first.func_name == "plugin.jobs.drain_inbox"
