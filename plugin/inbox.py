@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 
-from .queues import DRAIN_INBOX, enqueue_events, get_queue, retry_policy
+from .queues import DRAIN_INBOX, enqueue_events, get_queue, job_options
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,15 +43,15 @@ class DrainLockLost(RuntimeError):
 
 
 def inbox_key(settings: Settings) -> str:
-    return f"clout:{settings.config.queue.name}:inbox"
+    return settings.redis_key("inbox")
 
 
 def drain_flag_key(settings: Settings) -> str:
-    return f"clout:{settings.config.queue.name}:drain-job"
+    return settings.redis_key("drain-job")
 
 
 def drain_lock_key(settings: Settings) -> str:
-    return f"clout:{settings.config.queue.name}:drain-lock"
+    return settings.redis_key("drain-lock")
 
 
 def schedule_drain(pipe: Any, settings: Settings, queue: Any, pending_drain: bytes | None) -> str:
@@ -59,9 +59,9 @@ def schedule_drain(pipe: Any, settings: Settings, queue: Any, pending_drain: byt
     if pending_drain:
         return pending_drain.decode()
     job = queue.enqueue_call(
-        DRAIN_INBOX, retry=retry_policy(settings), result_ttl=settings.config.queue.result_ttl,
-        failure_ttl=7 * 24 * 3600, description="drain the inbox into batches", pipeline=pipe,
+        DRAIN_INBOX, description="drain the inbox into batches", pipeline=pipe,
         at_front=True,  # cheap, and everything behind it in the inbox waits for it
+        **job_options(settings),
     )
     pipe.set(drain_flag_key(settings), job.id, ex=DRAIN_FLAG_TTL)
     return job.id

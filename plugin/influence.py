@@ -27,12 +27,12 @@ NO_INFLUENCE = 1.0
 def _cache_key(prefix: str, customer: Customer) -> str:
     handles = json.dumps(sorted((k, v.lower()) for k, v in customer.handles.items()))
     digest = hashlib.sha1(handles.encode()).hexdigest()[:16]
-    return f"{prefix}influence:{MODEL_VERSION}:{customer.id}:{digest}"
+    return f"{prefix}:{MODEL_VERSION}:{customer.id}:{digest}"
 
 
 def lookup_influence(customers: Sequence[Customer], *, source: InfluenceSource,
                      cache: redis.Redis, store: Any, ttl: int,
-                     prefix: str = "clout:") -> dict[str, dict[str, Any]]:
+                     prefix: str = "clout:influence") -> dict[str, dict[str, Any]]:
     """customer id -> {"score", "raw", "explanation", "cached"} for customers with handles."""
     with_handles = [c for c in customers if c.handles]
     if not with_handles:

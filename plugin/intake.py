@@ -17,11 +17,11 @@ import logging
 from dataclasses import dataclass
 
 import redis
+from rq import Queue
 
 from webhooks.base import Parsed
 
 from .inbox import drain_flag_key, inbox_key, schedule_drain
-from .queues import get_queue
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,9 +35,8 @@ class Outcome:
     unavailable: bool = False
 
 
-def seen_key(queue_name: str, source: str, delivery_id: str) -> str:
-    """Namespaced by queue so two deployments sharing one Redis never collide."""
-    return f"clout:{queue_name}:seen:{source}:{delivery_id}"
+def seen_key(settings: Settings, source: str, delivery_id: str) -> str:
+    return settings.redis_key("seen", source, delivery_id)
 
 
 def _duplicate(raw: bytes) -> Outcome:
@@ -49,14 +48,14 @@ def _duplicate(raw: bytes) -> Outcome:
 
 
 class Intake:
-    def __init__(self, connection: redis.Redis, settings: Settings) -> None:
+    def __init__(self, connection: redis.Redis, settings: Settings, queue: Queue) -> None:
         self._redis = connection
         self._settings = settings
+        self._queue = queue
 
     def accept(self, source: str, parsed: Parsed) -> Outcome:
         ttl = self._settings.config.webhooks.dedupe_ttl_seconds
-        key = seen_key(self._settings.config.queue.name, source, parsed.delivery_id)
-        queue = get_queue(self._redis, self._settings)
+        key = seen_key(self._settings, source, parsed.delivery_id)
         flag = drain_flag_key(self._settings)
         events = [json.dumps(e.to_dict()) for e in parsed.events]
         try:
@@ -70,7 +69,7 @@ class Intake:
                         pending_drain = pipe.get(flag)
                         pipe.multi()
                         pipe.rpush(inbox_key(self._settings), *events)
-                        job_id = schedule_drain(pipe, self._settings, queue, pending_drain)
+                        job_id = schedule_drain(pipe, self._settings, self._queue, pending_drain)
                         pipe.set(key, json.dumps({"job_id": job_id,
                                                   "event_id": parsed.events[0].event_id}), ex=ttl)
                         pipe.execute()

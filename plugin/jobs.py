@@ -5,7 +5,7 @@ customers (event facts completed from the CRM) -> influence (cache or source,
 batched per network) -> `ranking.prioritize` over one DataFrame -> write back
 through the CRM connector -> record every decision. Any exception fails the
 job and RQ's `Retry` schedules it again; every step is idempotent (upserts,
-and a re-decision simply appends history), so a retry is safe.
+and events already decided are skipped), so a retry is safe.
 """
 
 from __future__ import annotations
@@ -136,14 +136,15 @@ def _process_events(events: list[dict[str, Any]]) -> dict[str, Any]:
     # A desk retry of an event older than what is stored changed nothing, and an event
     # already decided (delivered again under a new id, or a re-run job) needs no new decision.
     state = rt.store.ticket_state([(e.source, e.ticket_id) for e in parsed])
-    stale = [e for e in parsed
-             if state.get((e.source, e.ticket_id), {}).get("last_event_id") != e.event_id
-             or state.get((e.source, e.ticket_id), {}).get("decided_event_id") == e.event_id]
+    current = [e for e in parsed
+               if state[(e.source, e.ticket_id)]["last_event_id"] == e.event_id
+               and state[(e.source, e.ticket_id)]["decided_event_id"] != e.event_id]
+    stale = len(parsed) - len(current)
     if stale:
-        log.info("skipping %d event(s): superseded by newer state or already decided", len(stale))
-        parsed = [e for e in parsed if e not in stale]
+        log.info("skipping %d event(s): superseded by newer state or already decided", stale)
+    parsed = current
     if not parsed:
-        return {"decided": 0, "stale": len(stale), "tickets": []}
+        return {"decided": 0, "stale": stale, "tickets": []}
     # Rank on what is stored: the newest facts, and the earliest known creation time.
     customers = rt.store.get_customers(ids)
     for cid in ids:
@@ -154,7 +155,7 @@ def _process_events(events: list[dict[str, Any]]) -> dict[str, Any]:
     influence = lookup_influence(
         list(customers.values()), source=rt.influence, cache=rt.redis, store=rt.store,
         ttl=settings.config.influence.cache_ttl_seconds,
-        prefix=f"clout:{settings.config.queue.name}:",  # per deployment, like the dedupe keys
+        prefix=settings.redis_key("influence"),
     )
 
     # 3. Rank the whole batch at once.
@@ -171,7 +172,7 @@ def _process_events(events: list[dict[str, Any]]) -> dict[str, Any]:
     frame["complaint"] = complaint_strength(text).to_numpy(dtype=float)
     frame["social_mention"] = mentions_social(text).to_numpy(dtype=bool)
     weights = settings.weights
-    book = spend_book(rt.redis, rt.store, key=f"clout:{settings.config.queue.name}:spend-book",
+    book = spend_book(rt.redis, rt.store, key=settings.redis_key("spend-book"),
                       ttl=settings.config.ranking.book_refresh_seconds)
     ranked = prioritize(frame, weights, now=pd.Timestamp(now), spend_book=book)
     desk_values = map_tiers(ranked["tier"], settings.desk_priorities(rt.crm.name))
@@ -207,7 +208,7 @@ def _process_events(events: list[dict[str, Any]]) -> dict[str, Any]:
     log.info("decided %d ticket(s) with weights %s", len(decisions), version)
     return {
         "decided": len(decisions),
-        "stale": len(stale),
+        "stale": stale,
         "weights_version": version,
         "writeback_failed": dict(written.failed),
         "tickets": [

@@ -33,15 +33,22 @@ def retry_policy(settings: Settings) -> Retry | None:
     return Retry(max=q.retry_max, interval=list(q.retry_intervals) or 0)
 
 
+FAILURE_TTL = 7 * 24 * 3600  # failed jobs stay a week for inspection and replay
+
+
+def job_options(settings: Settings) -> dict[str, Any]:
+    """What every Clout job is enqueued with: retries and how long results are kept."""
+    return {"retry": retry_policy(settings), "result_ttl": settings.config.queue.result_ttl,
+            "failure_ttl": FAILURE_TTL}
+
+
 def enqueue_events(queue: Queue, settings: Settings, events: Sequence[dict[str, Any]],
                    *, pipeline: Any = None, description: str | None = None) -> Job:
     """One job that ranks `events` together."""
     return queue.enqueue_call(
         PROCESS_EVENTS,
         args=(list(events),),
-        retry=retry_policy(settings),
-        result_ttl=settings.config.queue.result_ttl,
-        failure_ttl=7 * 24 * 3600,
         description=description or f"process {len(events)} ticket event(s)",
         pipeline=pipeline,
+        **job_options(settings),
     )

@@ -93,7 +93,7 @@ class Runtime:
     def intake(self):
         from .intake import Intake
 
-        return self._get("intake", lambda: Intake(self.redis, self.settings))
+        return self._get("intake", lambda: Intake(self.redis, self.settings, self.queue))
 
     def validate(self) -> None:
         """Fail fast on names that only resolve later (connector, source, desk mapping)."""

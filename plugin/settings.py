@@ -211,6 +211,10 @@ class Settings:
             )
         return dict(desk_cfg.priorities)
 
+    def redis_key(self, *parts: str) -> str:
+        """Clout's Redis keys, namespaced by queue so deployments can share one Redis."""
+        return ":".join(("clout", self.config.queue.name, *parts))
+
     def resolve_config_path(self, value: str) -> Path:
         path = Path(value)
         return path if path.is_absolute() else (self.config_dir / path)

@@ -365,20 +365,6 @@ class Store:
             with self.engine.begin() as conn:
                 conn.execute(influence_history.insert(), prepared)
 
-    def influence_history_for(self, customer_id: str, limit: int = 30) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(influence_history)
-                .where(influence_history.c.customer_id == customer_id)
-                .order_by(influence_history.c.computed_at.desc(), influence_history.c.id.desc())
-                .limit(limit)
-            )
-            return [
-                {"score": r.score, "model_version": r.model_version,
-                 "explanation": r.explanation, "computed_at": _iso(r.computed_at)}
-                for r in rows
-            ]
-
     def _decision_view(self, row: Any) -> dict[str, Any]:
         return {
             "ticket_id": row.ticket_id,

@@ -93,6 +93,30 @@ def runtime(settings: Settings, redis_session: RedisHandle):
 
 
 @pytest.fixture()
+def runtime_with(base_env: dict[str, str], redis_session: RedisHandle):
+    """Build (and install for jobs) a runtime with extra settings or another Redis client."""
+    built: list[Runtime] = []
+
+    def make(env: dict[str, str] | None = None, client: Any = None) -> Runtime:
+        rt = Runtime(load_settings({**base_env, **(env or {})}),
+                     redis_handle=RedisHandle(client=client or redis_session.new_client()))
+        runtime_mod.install(rt)
+        built.append(rt)
+        return rt
+
+    yield make
+    runtime_mod.install(None)
+    for rt in built:
+        rt.close()
+
+
+def work(rt: Runtime) -> None:
+    """A real RQ worker over `rt`'s queue until it is empty."""
+    SimpleWorker([rt.queue], connection=rt.redis, serializer=JSONSerializer).work(
+        burst=True, logging_level="WARNING")
+
+
+@pytest.fixture()
 def app(runtime: Runtime):
     from plugin import create_app
 
@@ -125,11 +149,7 @@ def post_generic(client) -> Callable[..., Any]:
 def drain(runtime: Runtime) -> Callable[[], None]:
     """Run a real RQ worker over the test queue until it is empty."""
 
-    def run() -> None:
-        worker = SimpleWorker([runtime.queue], connection=runtime.redis, serializer=JSONSerializer)
-        worker.work(burst=True)
-
-    return run
+    return lambda: work(runtime)
 
 
 def auth(token: str = TEST_TOKEN) -> dict[str, str]:

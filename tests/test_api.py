@@ -46,22 +46,15 @@ def test_health_and_readiness(client):
     assert ready.get_json()["checks"] == {"redis": "ok", "store": "ok"}
 
 
-def test_readiness_reports_a_dead_redis(base_env):
+def test_readiness_reports_a_dead_redis(runtime_with):
     import redis
 
     from plugin import create_app
-    from plugin.redis_conn import RedisHandle
-    from plugin.runtime import Runtime
-    from plugin.settings import load_settings
 
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
-    rt = Runtime(load_settings(base_env), redis_handle=RedisHandle(client=dead))
-    try:
-        resp = create_app(runtime=rt).test_client().get("/readyz")
-        assert resp.status_code == 503
-        assert resp.get_json()["checks"]["redis"].startswith("failing")
-    finally:
-        rt.close()
+    resp = create_app(runtime=runtime_with(client=dead)).test_client().get("/readyz")
+    assert resp.status_code == 503
+    assert resp.get_json()["checks"]["redis"].startswith("failing")
 
 
 def test_unknown_route_is_json_404(client):

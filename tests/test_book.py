@@ -28,7 +28,7 @@ def test_quantile_summary_is_within_a_tenth_of_a_point():
 def test_small_books_are_read_fresh_every_time(runtime):
     store, cache = runtime.store, runtime.redis
     store.upsert_customers(Customer(id=f"K{i}", monthly_spend=float(i)) for i in range(1, 11))
-    key = f"clout:{runtime.settings.config.queue.name}:spend-book"
+    key = runtime.settings.redis_key("spend-book")
     assert spend_book(cache, store, key=key, ttl=60).tolist() == [float(i) for i in range(1, 11)]
     assert cache.get(key) is None
     store.upsert_customers([Customer(id="K-new", monthly_spend=999.0)])
@@ -38,7 +38,7 @@ def test_small_books_are_read_fresh_every_time(runtime):
 def test_big_books_are_cached_in_redis_until_they_expire(runtime):
     store, cache = runtime.store, runtime.redis
     store.upsert_customers(Customer(id=f"B{i}", monthly_spend=float(i)) for i in range(1, 3001))
-    key = f"clout:{runtime.settings.config.queue.name}:spend-book"
+    key = runtime.settings.redis_key("spend-book")
     first = spend_book(cache, store, key=key, ttl=60)
     assert len(first) == MAX_POINTS and first[-1] == 3000.0
     assert 0 < cache.ttl(key) <= 60

@@ -8,7 +8,9 @@ import uuid
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from conftest import auth
+import pytest
+
+from conftest import auth, work
 from connectors.crm.base import Customer
 from plugin.store import decisions, influence_history
 
@@ -143,33 +145,20 @@ def test_many_events_in_one_job_are_ranked_together(runtime):
     assert runtime.store.count("influence_history") == 15
 
 
-def test_failing_job_is_retried_by_rq(base_env, redis_session, tmp_path):
+def test_failing_job_is_retried_by_rq(runtime_with, tmp_path):
     """A real failure (the snapshot file is missing) is scheduled for retry, not dropped."""
-    from rq import SimpleWorker
+    from plugin.queues import enqueue_events
 
-    from plugin import runtime as runtime_mod
-    from plugin.redis_conn import RedisHandle
-    from plugin.runtime import Runtime
-    from plugin.settings import load_settings
-
-    env = {**base_env, "CLOUT_INFLUENCE__SNAPSHOT_PATH": str(tmp_path / "missing.json"),
-           "CLOUT_QUEUE__RETRY_INTERVALS": "[60]"}
-    rt = Runtime(load_settings(env), redis_handle=RedisHandle(client=redis_session.new_client()))
-    runtime_mod.install(rt)
-    try:
-        from plugin.queues import enqueue_events
-
-        now = dt.datetime.now(dt.timezone.utc).isoformat()
-        job = enqueue_events(rt.queue, rt.settings, [{
-            "source": "generic", "event_id": "e1", "occurred_at": now, "ticket_id": "T-R",
-            "customer": {"id": "C-R", "handles": {"x": "adaq"}}}])
-        SimpleWorker([rt.queue], connection=rt.redis, serializer=JSONSerializer).work(burst=True)
-        job.refresh()
-        assert job.retries_left == rt.settings.config.queue.retry_max - 1
-        assert job.get_status() == JobStatus.SCHEDULED
-    finally:
-        runtime_mod.install(None)
-        rt.close()
+    rt = runtime_with({"CLOUT_INFLUENCE__SNAPSHOT_PATH": str(tmp_path / "missing.json"),
+                       "CLOUT_QUEUE__RETRY_INTERVALS": "[60]"})
+    now = dt.datetime.now(dt.timezone.utc).isoformat()
+    job = enqueue_events(rt.queue, rt.settings, [{
+        "source": "generic", "event_id": "e1", "occurred_at": now, "ticket_id": "T-R",
+        "customer": {"id": "C-R", "handles": {"x": "adaq"}}}])
+    work(rt)
+    job.refresh()
+    assert job.retries_left == rt.settings.config.queue.retry_max - 1
+    assert job.get_status() == JobStatus.SCHEDULED
 
 
 def test_a_late_retry_of_an_older_event_changes_nothing(post_generic, drain, runtime, client):
@@ -225,36 +214,27 @@ def test_events_from_a_newer_version_with_extra_keys_still_process(runtime):
     assert result["decided"] == 1
 
 
-def test_one_poison_event_does_not_hold_back_its_batch(base_env, redis_session):
-    """A failed batch is split on its retry until the bad event fails alone; the rest are decided."""
-    from rq import SimpleWorker
+@pytest.mark.parametrize("env", [
+    {"CLOUT_QUEUE__RETRY_INTERVALS": "[0]"},  # split when RQ retries (at once: no scheduler needed)
+    {"CLOUT_QUEUE__RETRY_MAX": "0"},  # retries off: split straight after the failure
+])
+def test_one_poison_event_does_not_hold_back_its_batch(runtime_with, env):
+    """A failed batch is split until the bad event fails alone; the rest are decided."""
     from rq.registry import FailedJobRegistry
 
-    from plugin import runtime as runtime_mod
-    from plugin.redis_conn import RedisHandle
-    from plugin.runtime import Runtime
-    from plugin.settings import load_settings
+    from plugin.queues import enqueue_events
 
-    env = {**base_env, "CLOUT_QUEUE__RETRY_INTERVALS": "[0]"}  # retry at once: no scheduler needed
-    rt = Runtime(load_settings(env), redis_handle=RedisHandle(client=redis_session.new_client()))
-    runtime_mod.install(rt)
-    try:
-        now = dt.datetime.now(dt.timezone.utc).isoformat()
-        good = [{"source": "generic", "event_id": f"e{i}", "occurred_at": now, "ticket_id": f"T-P{i}",
-                 "customer": {"id": f"C-P{i}"}} for i in range(7)]
-        poison = {"source": "generic", "event_id": "bad", "occurred_at": now, "ticket_id": "T-BAD"}
-        from plugin.queues import enqueue_events
-
-        enqueue_events(rt.queue, rt.settings, good[:3] + [poison] + good[3:])
-        SimpleWorker([rt.queue], connection=rt.redis, serializer=JSONSerializer).work(
-            burst=True, logging_level="WARNING")
-        assert rt.store.decided_events([e["event_id"] for e in good]) == {e["event_id"] for e in good}
-        failed = Job.fetch_many(FailedJobRegistry(queue=rt.queue).get_job_ids(),
-                                connection=rt.redis, serializer=JSONSerializer)
-        assert [j.args[0] for j in failed] == [[poison]]  # alone, after its own retries
-    finally:
-        runtime_mod.install(None)
-        rt.close()
+    rt = runtime_with(env)
+    now = dt.datetime.now(dt.timezone.utc).isoformat()
+    good = [{"source": "generic", "event_id": f"e{i}", "occurred_at": now, "ticket_id": f"T-P{i}",
+             "customer": {"id": f"C-P{i}"}} for i in range(7)]
+    poison = {"source": "generic", "event_id": "bad", "occurred_at": now, "ticket_id": "T-BAD"}  # no customer
+    enqueue_events(rt.queue, rt.settings, good[:3] + [poison] + good[3:])
+    work(rt)
+    assert rt.store.decided_events([e["event_id"] for e in good]) == {e["event_id"] for e in good}
+    failed = Job.fetch_many(FailedJobRegistry(queue=rt.queue).get_job_ids(),
+                            connection=rt.redis, serializer=JSONSerializer)
+    assert [j.args[0] for j in failed] == [[poison]]  # alone, after its own retries
 
 
 def test_a_decision_for_a_superseded_event_does_not_become_current(post_generic, drain, runtime, client):
@@ -296,33 +276,3 @@ def test_created_at_after_the_event_is_clamped(post_generic, drain, runtime):
     state = runtime.store.ticket_state([("generic", "T-FUT")])[("generic", "T-FUT")]
     occurred = dt.datetime.fromisoformat(event["occurred_at"])
     assert state["created_at"] <= occurred
-
-
-def test_with_retries_off_a_failed_batch_still_splits(base_env, redis_session):
-    from rq import SimpleWorker
-    from rq.registry import FailedJobRegistry
-
-    from plugin import runtime as runtime_mod
-    from plugin.queues import enqueue_events
-    from plugin.redis_conn import RedisHandle
-    from plugin.runtime import Runtime
-    from plugin.settings import load_settings
-
-    rt = Runtime(load_settings({**base_env, "CLOUT_QUEUE__RETRY_MAX": "0"}),
-                 redis_handle=RedisHandle(client=redis_session.new_client()))
-    runtime_mod.install(rt)
-    try:
-        now = dt.datetime.now(dt.timezone.utc).isoformat()
-        good = [{"source": "generic", "event_id": f"r{i}", "occurred_at": now, "ticket_id": f"T-R0{i}",
-                 "customer": {"id": f"C-R0{i}"}} for i in range(5)]
-        poison = {"source": "generic", "event_id": "bad0", "occurred_at": now, "ticket_id": "T-BAD0"}
-        enqueue_events(rt.queue, rt.settings, good[:2] + [poison] + good[2:])
-        SimpleWorker([rt.queue], connection=rt.redis, serializer=JSONSerializer).work(
-            burst=True, logging_level="WARNING")
-        assert rt.store.decided_events([e["event_id"] for e in good]) == {e["event_id"] for e in good}
-        failed = Job.fetch_many(FailedJobRegistry(queue=rt.queue).get_job_ids(),
-                                connection=rt.redis, serializer=JSONSerializer)
-        assert [j.args[0] for j in failed] == [[poison]]
-    finally:
-        runtime_mod.install(None)
-        rt.close()
