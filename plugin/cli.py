@@ -86,102 +86,20 @@ port_option = click.option("--port", default=5000, show_default=True, type=click
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for decisions.")
 def demo(host: str, port: int, timeout: float) -> None:
     """Run the whole path once on embedded defaults and print the ranked queue."""
-    from tabulate import tabulate
-
     from . import demo as demo_mod
-    from .services import LocalStack, PortInUse
+    from .services import PortInUse
 
-    started = time.monotonic()
-    env = dict(os.environ)
-    generated = []
-    if not env.get("CLOUT_WEBHOOK_SECRET_GENERIC"):
-        env["CLOUT_WEBHOOK_SECRET_GENERIC"] = "whsec_" + base64.b64encode(pysecrets.token_bytes(24)).decode()
-        generated.append("CLOUT_WEBHOOK_SECRET_GENERIC")
-    if not env.get("CLOUT_API_TOKEN"):
-        env["CLOUT_API_TOKEN"] = pysecrets.token_urlsafe(24)
-        generated.append("CLOUT_API_TOKEN")
-    settings = _load(env)
-    _setup_logging("WARNING", quiet_http=True)
-    rt = _runtime(settings)
-    worker_log = settings.data_dir / "logs" / "demo-worker.log"
-    stack = LocalStack(rt, host=host, port=port, workers=1, env=env, worker_log=worker_log)
     _sigterm_as_exit()
-    click.echo(f"Data dir: {settings.data_dir}")
-    if generated:
-        click.echo(f"Using throwaway demo values for {', '.join(generated)} (not printed).")
     try:
-        stack.start()
-        click.echo(f"Web: {stack.base_url}   Queue: {_describe(rt)}")
-
-        today = dt.date.today()
-        ddir = demo_mod.demo_dir(settings)
-        customers = demo_mod.load_customers(ddir / "customers.json", today)
-        rt.store.upsert_customers(customers)
-        click.echo(f"Loaded {len(customers)} demo customers into the local CRM.")
-
-        import requests
-
-        session = requests.Session()
-        session.trust_env = False
-        now = dt.datetime.now(dt.timezone.utc)
-        events = demo_mod.build_events(ddir / "tickets.json", {c.id: c for c in customers}, now,
-                                       demo_mod.new_run_id())
-        secret = env["CLOUT_WEBHOOK_SECRET_GENERIC"]
-        event_ids = []
-        for delivery_id, body in events:
-            resp = demo_mod.post_signed(session, f"{stack.base_url}/webhooks/generic", secret,
-                                        delivery_id, body)
-            if resp.status_code != 202:
-                raise click.ClickException(f"webhook answered {resp.status_code}: {resp.text}")
-            event_ids.append(resp.json()["event_id"])
-        click.echo(f"Posted {len(events)} signed webhooks to /webhooks/generic (all 202).")
-
-        interactive = sys.stdout.isatty()
-
-        def progress(done: int, total: int) -> None:
-            if interactive:
-                click.echo(f"\rDecided {done}/{total}", nl=False)
-            elif done == total:
-                click.echo(f"Decided {done}/{total}", nl=False)
-
-        done, error = demo_mod.wait_for_decisions(rt.store, rt.redis, rt.queue, event_ids, timeout,
-                                                  progress)
-        click.echo("")
-        if len(done) < len(event_ids):
-            why = f"a job failed: {error}" if error else f"still pending after {timeout:.0f} s"
-            raise click.ClickException(
-                f"{len(event_ids) - len(done)} of {len(event_ids)} tickets undecided, {why}. "
-                f"Worker log: {worker_log}")
-
-        ticket_ids = set(_ticket_ids(events))
-        rows = [r for r in rt.store.open_queue(limit=500) if r["ticket_id"] in ticket_ids]
-        table = [
-            (i, r["priority"], f"{r['score']:.2f}", r["customer_name"] or r["customer_id"],
-             ", ".join(r["flags"]) or "-", r["reason"])
-            for i, r in enumerate(rows, 1)
-        ]
-        click.echo("")
-        click.echo(tabulate(table, headers=["#", "Priority", "Score", "Customer", "Flags", "Reason"],
-                            tablefmt="simple", maxcolwidths=[None, None, None, 20, 24, 70]))
-        click.echo("")
-        click.echo(f"Done in {time.monotonic() - started:.1f} s.")
-        click.echo("Keep it running with:  .venv/bin/clout run    (web + worker + embedded Redis, Ctrl-C stops)")
-        click.echo("Set CLOUT_WEBHOOK_SECRET_GENERIC and CLOUT_API_TOKEN first, then e.g.")
-        click.echo(f'  curl -H "Authorization: Bearer $CLOUT_API_TOKEN" http://{host}:{port or 5000}/api/queue')
+        demo_mod.run_demo(host=host, port=port, timeout=timeout, load=_load, make_runtime=_runtime,
+                          setup_logging=_setup_logging, on_shutdown=_shutting_down)
     except PortInUse as exc:
+        raise click.ClickException(str(exc)) from None
+    except demo_mod.DemoFailed as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         click.echo("\nInterrupted.")
         sys.exit(130)
-    finally:
-        _shutting_down()
-        stack.stop()
-
-
-def _ticket_ids(events: list[tuple[str, bytes]]) -> list[str]:
-    import json
-
-    return [json.loads(body)["ticket"]["id"] for _, body in events]
 
 
 @cli.command()
@@ -253,28 +171,25 @@ def web(host: str, port: int) -> None:
 @cli.command()
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
 def worker(burst: bool) -> None:
-    """One RQ worker on the configured queue (with the scheduler for retries)."""
-    from rq import Worker
-    from rq.serializers import JSONSerializer
-
-    from . import runtime as runtime_mod
+    """One RQ worker on the configured queue, with Clout's reconcile ticker."""
+    from .worker import run_worker
 
     settings = _load()
     _setup_logging(settings.config.service.log_level)
-    rt = _runtime(settings)
-    runtime_mod.install(rt)
-    try:
-        # Build everything before RQ forks a work-horse per job, so each horse inherits
-        # the schema check, the connectors and the loaded snapshot instead of redoing them.
-        rt.warm()
-        from .inbox import ensure_drain
+    run_worker(_runtime(settings), burst=burst)
 
-        if ensure_drain(rt.redis, rt.settings):
-            log.info("events were waiting in the inbox; queued a drain")
-        w = Worker([rt.queue], connection=rt.redis, serializer=JSONSerializer)
-        w.work(burst=burst, with_scheduler=True, logging_level=settings.config.service.log_level)
-    finally:
-        rt.close(grace=2.0)
+
+@cli.command()
+@click.option("--retry", "retry", is_flag=True, help="Put every parked item back to work now.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000),
+              help="Most items to list.")
+def failed(retry: bool, limit: int) -> None:
+    """Desk writes and events that gave up and wait for an operator."""
+    from .operator import failed_command
+
+    settings = _load()
+    _setup_logging("WARNING")
+    failed_command(_runtime(settings), retry=retry, limit=limit, echo=click.echo)
 
 
 def main() -> None:
