@@ -107,4 +107,10 @@ def readyz():
             log.warning("readiness check %s failed: %s", name, type(exc).__name__)
             checks[name] = f"failing: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
-    return jsonify({"status": "ready" if ready else "not_ready", "checks": checks}), 200 if ready else 503
+    body: dict[str, Any] = {"status": "ready" if ready else "not_ready", "checks": checks}
+    if checks["store"] == "ok":
+        try:  # parked work doesn't make the process unready, but an operator should see it
+            body["parked"] = clout.store.count_parked()
+        except Exception as exc:
+            log.warning("counting parked work failed: %s", type(exc).__name__)
+    return jsonify(body), 200 if ready else 503

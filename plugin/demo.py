@@ -22,9 +22,17 @@ from rq.serializers import JSONSerializer
 from connectors.crm.base import Customer
 from webhooks.generic import sign
 
+from . import bundled
 from .settings import Settings
 
 DEMO_DIR_NAME = "demo"
+# The second act: an agent raises one ticket by hand, another is solved.
+AGENT_TICKET, AGENT_PRIORITY = "T-2007", "Urgent"
+SOLVED_TICKET = "T-2006"
+
+
+class DemoFailed(Exception):
+    """The demo could not finish; the message says why and where to look."""
 
 
 def resolve_relative_date(value: str | None, today: dt.date) -> str | None:
@@ -69,6 +77,19 @@ def build_events(tickets_path: Path, customers: dict[str, Customer],
     return out
 
 
+def update_event(ticket_id: str, customer: Customer, run_id: str, what: str,
+                 **ticket: Any) -> tuple[str, bytes]:
+    """A later event from the desk about a demo ticket (an agent's change, a solve)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    body = {
+        "event_id": f"demo-{run_id}-{ticket_id}-{what}",
+        "occurred_at": now.isoformat(),
+        "ticket": {"id": ticket_id, **ticket},
+        "customer": {"id": customer.id, "name": customer.name, "email": customer.email},
+    }
+    return f"msg_{run_id}_{ticket_id}_{what}", json.dumps(body).encode()
+
+
 def post_signed(session: requests.Session, url: str, secret: str, delivery_id: str,
                 body: bytes) -> requests.Response:
     ts = int(time.time())
@@ -109,8 +130,8 @@ def wait_for_decisions(store: Any, connection: Any, queue: Any, event_ids: list[
 
 
 def demo_dir(settings: Settings) -> Path:
-    return settings.config_dir / DEMO_DIR_NAME if (settings.config_dir / DEMO_DIR_NAME).is_dir() \
-        else Path(__file__).resolve().parent.parent / "config" / DEMO_DIR_NAME
+    own = settings.config_dir / DEMO_DIR_NAME
+    return own if own.is_dir() else bundled.config_dir() / DEMO_DIR_NAME
 
 
 def new_run_id() -> str:
@@ -123,3 +144,137 @@ def job_error(connection: Any, job_id: str) -> str:
     result = job.latest_result()
     text = (getattr(result, "exc_string", None) or "").strip()
     return text.splitlines()[-1] if text else "unknown error"
+
+
+def _post_all(session: requests.Session, url: str, secret: str,
+              events: list[tuple[str, bytes]]) -> list[str]:
+    ids = []
+    for delivery_id, body in events:
+        resp = post_signed(session, url, secret, delivery_id, body)
+        if resp.status_code != 202:
+            raise DemoFailed(f"webhook answered {resp.status_code}: {resp.text}")
+        ids.append(resp.json()["event_id"])
+    return ids
+
+
+def _queue_table(rows: list[dict[str, Any]]) -> str:
+    from tabulate import tabulate
+
+    table = [
+        (i, r["priority"] if r["state"] != "agent_override" else f"{r['desk_priority']} (agent)",
+         f"{r['score']:.2f}", r["customer_name"] or r["customer_id"],
+         ", ".join(r["flags"]) or "-", r["reason"])
+        for i, r in enumerate(rows, 1)
+    ]
+    return tabulate(table, headers=["#", "Priority", "Score", "Customer", "Flags", "Reason"],
+                    tablefmt="simple", maxcolwidths=[None, 12, None, 20, 24, 64])
+
+
+def run_demo(*, host: str, port: int, timeout: float, load: Callable[..., Settings],
+             make_runtime: Callable[[Settings], Any], setup_logging: Callable[..., None],
+             on_shutdown: Callable[[], None]) -> None:
+    """`clout demo`: the stack up, demo tickets in as signed webhooks, the queue out, then an
+    agent's own priority respected and a solved ticket leaving the queue."""
+    import base64
+    import os
+    import secrets as pysecrets
+    import sys
+
+    import click
+
+    from .services import LocalStack
+
+    started = time.monotonic()
+    env = dict(os.environ)
+    generated = []
+    if not env.get("CLOUT_WEBHOOK_SECRET_GENERIC"):
+        env["CLOUT_WEBHOOK_SECRET_GENERIC"] = "whsec_" + base64.b64encode(pysecrets.token_bytes(24)).decode()
+        generated.append("CLOUT_WEBHOOK_SECRET_GENERIC")
+    if not env.get("CLOUT_API_TOKEN"):
+        env["CLOUT_API_TOKEN"] = pysecrets.token_urlsafe(24)
+        generated.append("CLOUT_API_TOKEN")
+    settings = load(env)
+    setup_logging("WARNING", quiet_http=True)
+    rt = make_runtime(settings)
+    worker_log = settings.data_dir / "logs" / "demo-worker.log"
+    stack = LocalStack(rt, host=host, port=port, workers=1, env=env, worker_log=worker_log)
+    click.echo(f"Data dir: {settings.data_dir}")
+    if generated:
+        click.echo(f"Using throwaway demo values for {', '.join(generated)} (not printed).")
+    interactive = sys.stdout.isatty()
+
+    def progress(done: int, total: int) -> None:
+        if interactive:
+            click.echo(f"\rDecided {done}/{total}", nl=False)
+        elif done == total:
+            click.echo(f"Decided {done}/{total}", nl=False)
+
+    def wait(event_ids: list[str]) -> None:
+        done, error = wait_for_decisions(rt.store, rt.redis, rt.queue, event_ids, timeout, progress)
+        click.echo("")
+        if len(done) < len(event_ids):
+            why = f"a job failed: {error}" if error else f"still pending after {timeout:.0f} s"
+            raise DemoFailed(f"{len(event_ids) - len(done)} of {len(event_ids)} tickets undecided, "
+                             f"{why}. Worker log: {worker_log}")
+
+    try:
+        stack.start()
+        click.echo(f"Web: {stack.base_url}   Queue: {rt.redis_handle.description}")
+        today = dt.date.today()
+        ddir = demo_dir(settings)
+        customers = load_customers(ddir / "customers.json", today)
+        rt.store.upsert_customers(customers)
+        click.echo(f"Loaded {len(customers)} demo customers into the local desk.")
+
+        session = requests.Session()
+        session.trust_env = False
+        url = f"{stack.base_url}/webhooks/generic"
+        secret = env["CLOUT_WEBHOOK_SECRET_GENERIC"]
+        run_id = new_run_id()
+        by_id = {c.id: c for c in customers}
+        events = build_events(ddir / "tickets.json", by_id, dt.datetime.now(dt.timezone.utc), run_id)
+        first = _post_all(session, url, secret, events)
+        click.echo(f"Posted {len(events)} signed webhooks to /webhooks/generic (all 202).")
+        wait(first)
+        ticket_ids = {json.loads(body)["ticket"]["id"]: json.loads(body)["customer"]["id"]
+                      for _, body in events}
+
+        def ours() -> list[dict[str, Any]]:
+            return [r for r in rt.store.open_queue(limit=500) if r["ticket_id"] in ticket_ids]
+
+        click.echo("")
+        click.echo(_queue_table(ours()))
+
+        # Act two: the desk reports an agent's own priority, and a solved ticket.
+        agent = update_event(AGENT_TICKET, by_id[ticket_ids[AGENT_TICKET]], run_id, "agent",
+                             priority=AGENT_PRIORITY,
+                             subject="Password reset email never arrives",
+                             description="Customer is locked out before a board meeting.")
+        solved = update_event(SOLVED_TICKET, by_id[ticket_ids[SOLVED_TICKET]], run_id, "solved",
+                              status="solved", subject="Loving the new dashboard")
+        click.echo("")
+        click.echo(f"An agent sets {AGENT_TICKET} to {AGENT_PRIORITY} by hand, and {SOLVED_TICKET} "
+                   "is solved; the desk sends both as webhooks.")
+        wait(_post_all(session, url, secret, [agent, solved]))
+        rows = ours()
+        override = next((r for r in rows if r["ticket_id"] == AGENT_TICKET), None)
+        if override is None or override["state"] != "agent_override":
+            raise DemoFailed(f"{AGENT_TICKET}: the agent's priority was not kept "
+                             f"({override and override['state']})")
+        if any(r["ticket_id"] == SOLVED_TICKET for r in rows):
+            raise DemoFailed(f"{SOLVED_TICKET} is solved but still in the queue")
+        click.echo(f"  {AGENT_TICKET}: Clout would say {override['priority']}, the agent's "
+                   f"{override['desk_priority']} stands (state: agent_override; not overwritten).")
+        click.echo(f"  {SOLVED_TICKET}: solved, left the queue ({len(rows)} open tickets now).")
+        click.echo("")
+        click.echo(_queue_table(rows))
+        click.echo("")
+        click.echo(f"Done in {time.monotonic() - started:.1f} s.")
+        click.echo("Keep it running with:  .venv/bin/clout run    (web + worker + embedded Redis, "
+                   "Ctrl-C stops)")
+        click.echo("Set CLOUT_WEBHOOK_SECRET_GENERIC and CLOUT_API_TOKEN first, then e.g.")
+        click.echo(f'  curl -H "Authorization: Bearer $CLOUT_API_TOKEN" '
+                   f'http://{host}:{port or 5000}/api/queue')
+    finally:
+        on_shutdown()
+        stack.stop()

@@ -21,7 +21,12 @@ class CloutState:
     """What views reach through `current_app.extensions["clout"]`."""
 
     def __init__(self, runtime: Runtime) -> None:
+        from connectors import crm
+
         self.runtime = runtime
+        # /webhooks/<desk> is served for enabled desks only, each by its own webhook module.
+        self.webhooks: dict[str, str] = {
+            name: crm.spec(name).webhook for name in runtime.settings.enabled_desks}
 
     @property
     def settings(self) -> Settings:

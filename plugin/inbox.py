@@ -10,10 +10,11 @@ burst, batches fill up by themselves.
 
 Only one drain works at a time (a short Redis lock), and webhooks only ever
 append, so the head of the list is the drain's alone: each move reads up to
-`batch_size` events, then writes the RQ job and trims the list in one
-MULTI/EXEC. An event is always either in the inbox or inside a queued RQ job,
-where RQ's Retry and failed-job registry take over. (WATCHing the list
-instead would let a steady stream of webhooks abort every move.)
+`batch_size` events, writes them to the store's event ledger, then queues the
+batch job and trims the list in one MULTI/EXEC. An event is always in the
+inbox or in the ledger (or both, briefly); from the ledger, leases and the
+reconcile pass make sure it is decided. (WATCHing the list instead would let
+a steady stream of webhooks abort every move.)
 """
 
 from __future__ import annotations
@@ -67,16 +68,19 @@ def schedule_drain(pipe: Any, settings: Settings, queue: Any, pending_drain: byt
     return job.id
 
 
-def ensure_drain(connection: redis.Redis, settings: Settings) -> str | None:
-    """Queue a drain if events wait in the inbox and none is pending (a worker calls this at
-    start, so events stranded by a drain that failed for good are picked up again)."""
+def ensure_drain(connection: redis.Redis, settings: Settings, *, force: bool = False) -> str | None:
+    """Queue a drain if events wait in the inbox and none is pending.
+
+    `force` (reconcile, worker start) queues one even if the flag says a drain is
+    pending: that drain may sit in a dead worker's hands. An extra drain is harmless.
+    """
     if not connection.llen(inbox_key(settings)):
         return None
     flag = drain_flag_key(settings)
     with connection.pipeline() as pipe:
         try:
             pipe.watch(flag)
-            pending = pipe.get(flag)
+            pending = None if force else pipe.get(flag)
             pipe.multi()
             job_id = schedule_drain(pipe, settings, get_queue(connection, settings), pending)
             pipe.execute()
@@ -85,8 +89,20 @@ def ensure_drain(connection: redis.Redis, settings: Settings) -> str | None:
             return None  # someone else just scheduled one
 
 
-def drain(connection: redis.Redis, settings: Settings) -> dict[str, int]:
-    """Move everything in the inbox into `process_events` jobs; returns counts."""
+def _ledger_row(raw: bytes) -> dict[str, Any]:
+    event = json.loads(raw)
+    return {"source": event["source"], "event_id": event["event_id"],
+            "ticket_id": event["ticket_id"], "occurred_at": event.get("occurred_at"),
+            "payload": event}
+
+
+def drain(connection: redis.Redis, settings: Settings, store: Any) -> dict[str, int]:
+    """Move everything in the inbox into the store's ledger and `process_events` jobs.
+
+    Each move writes the events to the ledger first (a repeat is ignored there), then
+    queues the job and trims the list in one MULTI/EXEC: a crash in between leaves the
+    events in both places, and the next drain's insert changes nothing.
+    """
     queue = get_queue(connection, settings)
     key = inbox_key(settings)
     size = settings.config.queue.batch_size
@@ -101,6 +117,7 @@ def drain(connection: redis.Redis, settings: Settings) -> dict[str, int]:
     batches = events = 0
     lock_key = drain_lock_key(settings)
     token = lock.local.token
+    token = token if isinstance(token, bytes) else token.encode()
     try:
         # Only what is here now: events arriving meanwhile have queued the next drain, and
         # looping until empty under a steady stream would cut it into tiny batches.
@@ -109,15 +126,16 @@ def drain(connection: redis.Redis, settings: Settings) -> dict[str, int]:
             items = connection.lrange(key, 0, min(size, remaining) - 1)
             if not items:
                 break
+            rows = [_ledger_row(i) for i in items]
+            store.add_events(rows)
             with connection.pipeline() as pipe:
                 # Still ours? (WATCH the lock, not the list: webhooks never touch the lock.)
                 pipe.watch(lock_key)
-                owner = pipe.get(lock_key)
-                if owner is None or owner != (token if isinstance(token, bytes) else token.encode()):
+                if pipe.get(lock_key) != token:
                     raise DrainLockLost("the drain lock expired and another drain took over")
                 pipe.multi()  # the job written and the list trimmed together
-                enqueue_events(queue, settings, [json.loads(i) for i in items], pipeline=pipe,
-                               description=f"process {len(items)} ticket event(s)")
+                enqueue_events(queue, settings, [[r["source"], r["event_id"]] for r in rows],
+                               pipeline=pipe)
                 pipe.ltrim(key, len(items), -1)
                 pipe.execute()
             batches += 1

@@ -1,39 +1,34 @@
 """Worker jobs. They take plain JSON values and find their clients via `runtime.current()`.
 
-`process_events` is the whole pipeline for a batch of ticket events:
-customers (event facts completed from the CRM) -> influence (cache or source,
-batched per network) -> `ranking.prioritize` over one DataFrame -> write back
-through the CRM connector -> record every decision. Any exception fails the
-job and RQ's `Retry` schedules it again; every step is idempotent (upserts,
-and events already decided are skipped), so a retry is safe.
+    drain_inbox()            the Redis inbox -> the store's event ledger -> process_events jobs
+    process_events(keys)     claim those events, rank their tickets, queue the desk writes
+    flush_writes(desk)       write a desk's due decisions (after its flush window)
+    reconcile()              re-drive whatever a crash or an outage left behind
+
+The ledger and the outbox in the store are the truth; a job is only a nudge.
+A job lost with a dead worker, run twice, or run late changes nothing: work
+is claimed under a lease, and every step is conditional on still holding it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from dataclasses import replace
 from typing import Any, Sequence
 
-import pandas as pd
-from rq import get_current_job
-
-from connectors.crm.base import Customer, Decision
-from ranking import complaint_strength, map_tiers, mentions_social, prioritize
-from webhooks.event import TicketEvent
+from connectors.crm.base import Customer
+from webhooks.event import CLOSED, TicketEvent
 
 from . import runtime as runtime_mod
-from .book import spend_book
-from .queues import enqueue_events
-from .influence import NO_INFLUENCE, lookup_influence
+from .errors import describe_error, is_outage
 
 log = logging.getLogger(__name__)
 
-COMPONENTS = ("influence", "spend", "renewal", "complaint", "waiting")
-
 
 def merge_customer(event_facts: Any, known: Customer | None) -> Customer:
-    """What the event says wins; the CRM fills the gaps (handles are merged)."""
+    """What the event says wins; the desk fills the gaps (handles are merged)."""
     base = known or Customer(id=event_facts.id)
     handles = {**base.handles, **{k: v for k, v in event_facts.handles.items() if v}}
     updates = {
@@ -60,69 +55,87 @@ def _latest_per_ticket(events: Sequence[TicketEvent]) -> list[TicketEvent]:
 
 
 def drain_inbox() -> dict[str, int]:
-    """Turn the events gathered in the inbox into `process_events` batch jobs."""
+    """Move the events gathered in the Redis inbox into the ledger, in batch jobs."""
     from .inbox import drain
 
     rt = runtime_mod.current()
-    return drain(rt.redis, rt.settings)
+    return drain(rt.redis, rt.settings, rt.store)
 
 
-def _split(events: list[dict[str, Any]], why: str) -> dict[str, Any]:
-    rt = runtime_mod.current()
-    half = len(events) // 2
-    with rt.redis.pipeline() as pipe:  # both halves or neither
-        for part in (events[:half], events[half:]):
-            enqueue_events(rt.queue, rt.settings, part, pipeline=pipe,
-                           description=f"process {len(part)} ticket event(s) (split after {why})")
-        pipe.execute()
-    log.warning("batch of %d split into %d + %d after %s", len(events), half, len(events) - half, why)
-    return {"decided": 0, "split": [half, len(events) - half]}
+def process_events(keys: list[list[str]]) -> dict[str, Any]:
+    """Decide the ledger events named by `keys` ([source, event_id] pairs).
 
-
-def process_events(events: list[dict[str, Any]]) -> dict[str, Any]:
-    """Rank and write back every ticket in `events` (dicts from `TicketEvent.to_dict`).
-
-    A batch that runs a second time (it raised, or its work-horse died, and RQ
-    retried it) is not run whole again: it is split in two and both halves are
-    queued as fresh jobs. One event that can never succeed thus ends up
-    failing alone instead of holding back the up to `batch_size - 1` good ones
-    beside it, while a short outage costs one retry back-off and a single
-    split, not a burst of single-event jobs. The first attempt is marked in the
-    job's meta before any work, so even a killed work-horse counts.
+    A failing batch of several events is split in two and both halves are queued
+    again at once, so one event that can never succeed ends up failing alone (and
+    is parked after `delivery.max_event_attempts`) while the rest are decided. An
+    outage (store, Redis, desk unreachable) counts nothing: the events wait.
     """
-    job = get_current_job()
-    if len(events) > 1 and job is not None:
-        if job.meta.get("clout_attempted"):
-            return _split(events, "a failed attempt")
-        job.meta["clout_attempted"] = True
-        job.save_meta()
+    rt = runtime_mod.current()
+    cfg = rt.settings.config.delivery
+    owner = uuid.uuid4().hex
+    claimed = rt.store.claim_events([(k[0], k[1]) for k in keys], owner, cfg.lease_seconds)
+    if not claimed:
+        return {"claimed": 0, "decided": 0}
+    ids = [c["id"] for c in claimed]
     try:
-        return _process_events(events)
-    except Exception:
-        if len(events) > 1 and (job is None or job.retries_left is None):
-            # No RQ retry will come (queue.retry_max = 0): split now instead.
-            log.exception("batch of %d failed", len(events))
-            return _split(events, "a failure with retries off")
+        return _decide(rt, owner, claimed)
+    except Exception as exc:
+        outage = is_outage(exc)
+        why = describe_error(exc)
+        split = not outage and len(claimed) > 1
+        try:
+            parked = rt.store.release_events(owner, ids, error=why, count_attempt=not outage and not split,
+                                             max_attempts=cfg.max_event_attempts)
+        except Exception as inner:  # the store is down too: the leases simply run out
+            log.warning("could not release %d event(s): %s", len(ids), describe_error(inner))
+            parked = 0
+        if outage:
+            log.warning("%d event(s) wait for an outage to end: %s", len(ids), why)
+            return {"claimed": len(ids), "decided": 0, "deferred": len(ids), "error": why}
+        if split:
+            from .queues import enqueue_events
+
+            half = len(claimed) // 2
+            pairs = [[c["payload"]["source"], c["payload"]["event_id"]] for c in claimed]
+            with rt.redis.pipeline() as pipe:
+                for part in (pairs[:half], pairs[half:]):
+                    enqueue_events(rt.queue, rt.settings, part, pipeline=pipe,
+                                   description=f"process {len(part)} event(s) (split after {why})")
+                pipe.execute()
+            log.warning("batch of %d failed (%s); split into %d + %d", len(ids), why, half,
+                        len(ids) - half)
+            return {"claimed": len(ids), "decided": 0, "split": [half, len(ids) - half]}
+        if parked:
+            log.error("event parked after %d attempts: %s (see `clout failed`)",
+                      cfg.max_event_attempts, why)
         raise
 
 
-def _process_events(events: list[dict[str, Any]]) -> dict[str, Any]:
-    rt = runtime_mod.current()
-    settings = rt.settings
-    parsed = _latest_per_ticket([TicketEvent.from_dict(e) for e in events])
-    if not parsed:
-        return {"decided": 0, "tickets": []}
-    now = dt.datetime.now(dt.timezone.utc)
+def _decide(rt: Any, owner: str, claimed: list[dict[str, Any]]) -> dict[str, Any]:
+    from .delivery import flush
+    from .ranker import rank_tickets
 
-    # 1. Customers: event facts completed from the CRM, kept in the store as the book.
+    store = rt.store
+    ledger = {(c["payload"]["source"], c["payload"]["event_id"]): c["id"] for c in claimed}
+    every = [TicketEvent.from_dict(c["payload"]) for c in claimed]
+    parsed = _latest_per_ticket(every)
+    newest_ids = {(e.source, e.event_id) for e in parsed}
+    # An older event for a ticket that has a newer one in this batch changes nothing.
+    settle = {ledger[(e.source, e.event_id)]: "stale" for e in every
+              if (e.source, e.event_id) not in newest_ids}
+
+    # 1. Customers: event facts completed from the ticket's own desk, kept as the book.
     ids = sorted({e.customer.id for e in parsed})
-    known = rt.crm.fetch_customers(ids)
+    known: dict[str, Customer] = {}
+    for source in sorted({e.source for e in parsed}):
+        wanted = sorted({e.customer.id for e in parsed if e.source == source})
+        known.update(rt.desk(source).fetch_customers(wanted))
     newest: dict[str, TicketEvent] = {}
     for e in sorted(parsed, key=lambda e: _when(e.occurred_at)):
         newest[e.customer.id] = e  # the newest event's facts win for each customer
     merged = {cid: merge_customer(newest[cid].customer, known.get(cid)) for cid in ids}
-    rt.store.upsert_customers(merged.values(), facts_at={cid: newest[cid].occurred_at for cid in ids})
-    rt.store.upsert_tickets(
+    store.upsert_customers(merged.values(), facts_at={cid: newest[cid].occurred_at for cid in ids})
+    store.upsert_tickets(
         {
             "source": e.source, "id": e.ticket_id, "customer_id": e.customer.id,
             "subject": e.subject, "description": e.description,
@@ -130,90 +143,79 @@ def _process_events(events: list[dict[str, Any]]) -> dict[str, Any]:
             "created_at": min(_when(e.ticket_created_at), _when(e.occurred_at))
             if e.ticket_created_at else e.occurred_at,
             "last_event_id": e.event_id, "last_event_at": e.occurred_at,
+            "status": e.status, "desk_priority": e.desk_priority,
         }
         for e in parsed
     )
-    # A desk retry of an event older than what is stored changed nothing, and an event
-    # already decided (delivered again under a new id, or a re-run job) needs no new decision.
-    state = rt.store.ticket_state([(e.source, e.ticket_id) for e in parsed])
-    current = [e for e in parsed
-               if state[(e.source, e.ticket_id)]["last_event_id"] == e.event_id
-               and state[(e.source, e.ticket_id)]["decided_event_id"] != e.event_id]
-    stale = len(parsed) - len(current)
-    if stale:
-        log.info("skipping %d event(s): superseded by newer state or already decided", stale)
-    parsed = current
-    if not parsed:
-        return {"decided": 0, "stale": stale, "tickets": []}
-    # Rank on what is stored: the newest facts, and the earliest known creation time.
-    customers = rt.store.get_customers(ids)
-    for cid in ids:
-        customers.setdefault(cid, merged[cid])
-    created = {(e.source, e.ticket_id): state[(e.source, e.ticket_id)]["created_at"] for e in parsed}
 
-    # 2. Influence, batched per network, cached in Redis.
-    influence = lookup_influence(
-        list(customers.values()), source=rt.influence, cache=rt.redis, store=rt.store,
-        ttl=settings.config.influence.cache_ttl_seconds,
-        prefix=settings.redis_key("influence"),
-    )
+    # 2. Which events still matter: a desk's late retry of an event older than what is
+    # stored changes nothing, and a closed ticket needs no priority.
+    state = store.ticket_state([(e.source, e.ticket_id) for e in parsed])
+    rows = []
+    for e in parsed:
+        ticket = state[(e.source, e.ticket_id)]
+        key = ledger[(e.source, e.event_id)]
+        if ticket["last_event_id"] != e.event_id:
+            settle[key] = "stale"
+        elif ticket["status"] == CLOSED:
+            settle[key] = "closed"
+        else:
+            rows.append({**ticket, "source": e.source, "id": e.ticket_id, "event_id": e.event_id})
 
-    # 3. Rank the whole batch at once.
-    text = pd.Series([f"{e.subject}\n{e.description}" for e in parsed], dtype="string")
-    frame = pd.DataFrame({
-        "ticket_id": [e.ticket_id for e in parsed],
-        "influence": [influence.get(e.customer.id, {}).get("score", NO_INFLUENCE) for e in parsed],
-        "monthly_spend": [customers[e.customer.id].monthly_spend for e in parsed],
-        "contract_end": [customers[e.customer.id].contract_end for e in parsed],
-        "ticket_created_at": [created[(e.source, e.ticket_id)] for e in parsed],
-        "desk_priority": [e.desk_priority for e in parsed],
-    })
-    frame["monthly_spend"] = pd.to_numeric(frame["monthly_spend"], errors="coerce").astype(float)
-    frame["complaint"] = complaint_strength(text).to_numpy(dtype=float)
-    frame["social_mention"] = mentions_social(text).to_numpy(dtype=bool)
-    weights = settings.weights
-    book = spend_book(rt.redis, rt.store, key=settings.redis_key("spend-book"),
-                      ttl=settings.config.ranking.book_refresh_seconds)
-    ranked = prioritize(frame, weights, now=pd.Timestamp(now), spend_book=book)
-    desk_values = map_tiers(ranked["tier"], settings.desk_priorities(rt.crm.name))
+    # 3. Rank the whole batch at once, record and queue the writes, conditional on the lease.
+    decisions = rank_tickets(rt, rows)
+    recorded = store.record_decisions(decisions, owner=owner, ledger_ids=ledger, settle=settle)
+    if recorded is None:
+        log.warning("lease on %d event(s) lost to another worker; its decisions stand", len(claimed))
+        return {"claimed": len(claimed), "decided": 0, "lease_lost": True}
+    if not decisions and settle:
+        store.settle_events(owner, settle)
 
-    # 4. Decisions: write to the desk, then record (history keeps what the desk was told).
-    version = weights.version()
-    decided_at = now.isoformat().replace("+00:00", "Z")
-    decisions = [
-        Decision(
-            source=event.source,
-            ticket_id=event.ticket_id,
-            customer_id=event.customer.id,
-            tier=str(ranked["tier"].iat[i]),
-            priority=str(desk_values.iat[i]),
-            score=float(ranked["score"].iat[i]),
-            flags=tuple(ranked["flags"].iat[i]),
-            reason=str(ranked["reason"].iat[i]),
-            components={
-                **{name: round(float(ranked[f"c_{name}"].iat[i]), 4) for name in COMPONENTS},
-                "influence_score": float(frame["influence"].iat[i]),
-            },
-            weights_version=version,
-            decided_at=decided_at,
-            event_id=event.event_id,
-        )
-        for i, event in enumerate(parsed)
-    ]
-    written = rt.crm.write_decisions(decisions)
-    if written.failed:
-        log.warning("writeback failed for %d ticket(s): %s", len(written.failed),
-                    ", ".join(f"{k}: {v}" for k, v in sorted(written.failed.items())[:10]))
-    rt.store.record_decisions(decisions)
-    log.info("decided %d ticket(s) with weights %s", len(decisions), version)
+    # 4. Write to each desk now, or after its flush window.
+    written: dict[str, int] = {}
+    for source in sorted({d.source for d in recorded}):
+        tickets = sorted({d.ticket_id for d in recorded if d.source == source})
+        if rt.settings.desk(source).flush_window_ms > 0:
+            schedule_flush(rt, source)
+        else:
+            for status, n in flush(rt, source, ticket_ids=tickets).items():
+                written[status] = written.get(status, 0) + n
+    if decisions:
+        log.info("ranked %d ticket(s) with weights %s", len(decisions),
+                 decisions[0].weights_version)
     return {
-        "decided": len(decisions),
-        "stale": stale,
-        "weights_version": version,
-        "writeback_failed": dict(written.failed),
+        "claimed": len(claimed),
+        "decided": len(recorded),
+        "settled": dict(sorted({s: list(settle.values()).count(s) for s in settle.values()}.items())),
+        "writes": written,
         "tickets": [
             {"ticket_id": d.ticket_id, "tier": d.tier, "priority": d.priority,
              "score": round(d.score, 4), "flags": list(d.flags)}
-            for d in decisions
+            for d in recorded
         ],
     }
+
+
+def schedule_flush(rt: Any, desk: str) -> bool:
+    """Gather a desk's writes for its flush window, then write them in as few calls as it
+    allows. One flush job per window; reconcile writes anything this misses."""
+    from .queues import FLUSH_WRITES, job_options
+
+    window = rt.settings.desk(desk).flush_window_ms
+    if not rt.redis.set(rt.settings.redis_key("flush", desk), "1", nx=True, px=window):
+        return False
+    rt.queue.enqueue_in(dt.timedelta(milliseconds=window), FLUSH_WRITES, desk,
+                        description=f"write {desk} decisions", **job_options(rt.settings))
+    return True
+
+
+def flush_writes(desk: str) -> dict[str, int]:
+    from .delivery import flush
+
+    return flush(runtime_mod.current(), desk)
+
+
+def reconcile() -> dict[str, Any]:
+    from .reconcile import run
+
+    return run(runtime_mod.current())

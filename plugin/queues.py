@@ -2,7 +2,10 @@
 
 Jobs are referenced by dotted path and carry only JSON (RQ's JSONSerializer),
 so a worker on another host or another version can read them and nothing
-executable ever sits in Redis.
+executable ever sits in Redis. Jobs carry ids, never events' contents beyond
+what the ledger needs, and they are not retried by RQ: the store's ledger and
+outbox re-drive whatever a failed or lost job leaves behind (`plugin.reconcile`),
+which keeps working when RQ's own scheduler is gone with a dead worker.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import redis
-from rq import Queue, Retry
+from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -18,6 +21,10 @@ from .settings import Settings
 
 PROCESS_EVENTS = "plugin.jobs.process_events"
 DRAIN_INBOX = "plugin.jobs.drain_inbox"
+FLUSH_WRITES = "plugin.jobs.flush_writes"
+RECONCILE = "plugin.jobs.reconcile"
+
+FAILURE_TTL = 7 * 24 * 3600  # failed jobs stay a week for inspection
 
 
 def get_queue(connection: redis.Redis, settings: Settings) -> Queue:
@@ -26,29 +33,18 @@ def get_queue(connection: redis.Redis, settings: Settings) -> Queue:
                  default_timeout=q.job_timeout)
 
 
-def retry_policy(settings: Settings) -> Retry | None:
-    q = settings.config.queue
-    if q.retry_max < 1:
-        return None
-    return Retry(max=q.retry_max, interval=list(q.retry_intervals) or 0)
-
-
-FAILURE_TTL = 7 * 24 * 3600  # failed jobs stay a week for inspection and replay
-
-
 def job_options(settings: Settings) -> dict[str, Any]:
-    """What every Clout job is enqueued with: retries and how long results are kept."""
-    return {"retry": retry_policy(settings), "result_ttl": settings.config.queue.result_ttl,
-            "failure_ttl": FAILURE_TTL}
+    """What every Clout job is enqueued with: how long results and failures are kept."""
+    return {"result_ttl": settings.config.queue.result_ttl, "failure_ttl": FAILURE_TTL}
 
 
-def enqueue_events(queue: Queue, settings: Settings, events: Sequence[dict[str, Any]],
+def enqueue_events(queue: Queue, settings: Settings, keys: Sequence[Sequence[str]],
                    *, pipeline: Any = None, description: str | None = None) -> Job:
-    """One job that ranks `events` together."""
+    """One job that decides the ledger events `keys` ([source, event_id] pairs) together."""
     return queue.enqueue_call(
         PROCESS_EVENTS,
-        args=(list(events),),
-        description=description or f"process {len(events)} ticket event(s)",
+        args=([list(k) for k in keys],),
+        description=description or f"process {len(keys)} ticket event(s)",
         pipeline=pipeline,
         **job_options(settings),
     )

@@ -23,12 +23,15 @@ T = TypeVar("T")
 
 
 class Runtime:
-    def __init__(self, settings: Settings, redis_handle: RedisHandle | None = None) -> None:
+    def __init__(self, settings: Settings, redis_handle: RedisHandle | None = None, *,
+                 http_session: Any = None) -> None:
         self.settings = settings
         self._lock = threading.RLock()
         self._parts: dict[str, Any] = {}
         if redis_handle is not None:
             self._parts["redis_handle"] = redis_handle
+        if http_session is not None:
+            self._parts["http_session"] = http_session
         self._pid = os.getpid()
 
     def _get(self, name: str, build: Callable[[], T]) -> T:
@@ -69,11 +72,23 @@ class Runtime:
 
         return self._get("store", build)
 
-    @property
-    def crm(self):
+    def desk(self, name: str):
+        """The connector of desk `name` (built once); every decision goes back through it."""
         from connectors import crm
 
-        return self._get("crm", lambda: crm.build(self.settings.config.crm.connector, store=self.store))
+        def build():
+            spec = crm.spec(name)
+            return spec.connect(self.settings.desk(name), self.settings.secrets.desk(name),
+                                store=self.store, session=self.http_session)
+
+        return self._get(f"desk:{name}", build)
+
+    @property
+    def http_session(self):
+        """One `requests.Session` for the desks' HTTP (tests pass one trusting a test CA)."""
+        import requests
+
+        return self._get("http_session", requests.Session)
 
     @property
     def influence(self):
@@ -96,17 +111,15 @@ class Runtime:
         return self._get("intake", lambda: Intake(self.redis, self.settings, self.queue))
 
     def validate(self) -> None:
-        """Fail fast on names that only resolve later (connector, source, desk mapping)."""
-        from connectors import crm, social
+        """Fail fast on names that only resolve later (influence source, snapshot file)."""
+        from connectors import social
 
         cfg = self.settings.config
-        if cfg.crm.connector not in crm.available():
-            raise ValueError(f"crm.connector: unknown connector {cfg.crm.connector!r}; "
-                             f"available: {', '.join(crm.available())}")
+        if not self.settings.enabled_desks:
+            raise ValueError("desks: no desk is enabled; set desks.<name>.enabled = true")
         if cfg.influence.source not in social.available():
             raise ValueError(f"influence.source: unknown source {cfg.influence.source!r}; "
                              f"available: {', '.join(social.available())}")
-        self.settings.desk_priorities(cfg.crm.connector)
         try:  # build it now: a missing snapshot file fails start-up, not every job
             self.influence.networks()
         except OSError as exc:
@@ -118,7 +131,8 @@ class Runtime:
         """Build every part now (before RQ forks work-horses, so each inherits them)."""
         self.redis.ping()
         self.store.ping()
-        _ = self.crm
+        for name in self.settings.enabled_desks:
+            self.desk(name)
         self.influence.networks()
 
     def close(self, grace: float = 0.0) -> None:

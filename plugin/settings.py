@@ -17,10 +17,11 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ranking.weights import TIERS, Weights
+from connectors.crm.base import DeskSettings
+from ranking.weights import Weights
 
-BUNDLED_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
-BUNDLED_CONFIG = BUNDLED_CONFIG_DIR / "clout.toml"
+from . import bundled
+
 ENV_PREFIX = "CLOUT_"
 SECRET_ENV_PREFIX = "CLOUT_WEBHOOK_SECRET_"
 # Environment names that are not nested config keys.
@@ -39,32 +40,42 @@ class _Section(BaseModel):
 class ServiceConfig(_Section):
     data_dir: str = ".clout"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # "always": every accepted webhook is on disk before the 202 (survives a SIGKILLed
+    # redis-server and a power cut); "everysec": faster, may lose up to a second on a crash.
+    embedded_redis_fsync: Literal["always", "everysec"] = "always"
 
 
 class QueueConfig(_Section):
     name: str = Field("clout", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     batch_size: int = Field(200, ge=1, le=10_000)
     job_timeout: int = Field(300, ge=1)
-    retry_max: int = Field(3, ge=0, le=20)
-    retry_intervals: list[int] = Field(default_factory=lambda: [10, 60, 300])
     result_ttl: int = Field(3600, ge=0)
 
-    @field_validator("retry_intervals")
-    @classmethod
-    def _non_negative(cls, value: list[int]) -> list[int]:
-        if any(v < 0 for v in value):
-            raise ValueError("intervals must be >= 0 seconds")
-        return value
+
+class DeliveryConfig(_Section):
+    """How accepted events become desk writes, and how failures are retried."""
+
+    reconcile_interval_seconds: int = Field(10, ge=1, le=300)
+    lease_seconds: int = Field(30, ge=5, le=3600)
+    stale_after_seconds: int = Field(15, ge=1, le=3600)
+    max_event_attempts: int = Field(5, ge=1, le=100)
+    retry_base_seconds: float = Field(2.0, gt=0, le=3600)
+    retry_max_seconds: float = Field(300.0, gt=0, le=86_400)
+    write_deadline_seconds: int = Field(3600, ge=1)
+    parked_retry_seconds: int = Field(900, ge=10)
+    rerank_interval_seconds: int = Field(300, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "DeliveryConfig":
+        if self.retry_max_seconds < self.retry_base_seconds:
+            raise ValueError("retry_max_seconds must be >= retry_base_seconds")
+        return self
 
 
 class WebhooksConfig(_Section):
     max_body_bytes: int = Field(1_048_576, ge=1024)
     timestamp_tolerance_seconds: int = Field(300, ge=1, le=3600)
     dedupe_ttl_seconds: int = Field(345_600, ge=72 * 3600)
-
-
-class CRMConfig(_Section):
-    connector: str = "local"
 
 
 class InfluenceConfig(_Section):
@@ -120,31 +131,15 @@ class RankingConfig(_Section):
     flags: FlagsConfig = FlagsConfig()
 
 
-class DeskConfig(_Section):
-    priorities: dict[str, str]
-
-    @field_validator("priorities")
-    @classmethod
-    def _every_tier(cls, value: dict[str, str]) -> dict[str, str]:
-        missing = [t for t in TIERS if t not in value]
-        unknown = [t for t in value if t not in TIERS]
-        if missing or unknown:
-            raise ValueError(
-                f"needs exactly the tiers {', '.join(TIERS)}"
-                + (f"; missing {', '.join(missing)}" if missing else "")
-                + (f"; unknown {', '.join(unknown)}" if unknown else "")
-            )
-        return value
-
-
 class FileConfig(_Section):
     service: ServiceConfig = ServiceConfig()
     queue: QueueConfig = QueueConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
-    crm: CRMConfig = CRMConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
     influence: InfluenceConfig = InfluenceConfig()
     ranking: RankingConfig = RankingConfig()
-    desks: dict[str, DeskConfig] = Field(default_factory=dict)
+    # Each desk validates its own section (see `_desks`); here it is only a table per desk.
+    desks: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class _Secret(str):
@@ -158,14 +153,19 @@ class _Secret(str):
 class Secrets:
     api_token: str | None = None
     webhook_secrets: Mapping[str, str] = field(default_factory=dict)
+    desk_secrets: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def webhook_secret(self, source: str) -> str | None:
         return self.webhook_secrets.get(source)
 
+    def desk(self, name: str) -> Mapping[str, str]:
+        return self.desk_secrets.get(name, {})
+
     def __repr__(self) -> str:
         return (
             f"Secrets(api_token={'set' if self.api_token else 'unset'}, "
-            f"webhook_secrets={sorted(self.webhook_secrets)})"
+            f"webhook_secrets={sorted(self.webhook_secrets)}, "
+            f"desk_secrets={ {k: sorted(v) for k, v in self.desk_secrets.items()} })"
         )
 
 
@@ -180,6 +180,22 @@ class Settings:
     database_url: str
     secrets: Secrets
     sources: tuple[str, ...] = ()  # files that were layered, for `clout config`
+    desks: Mapping[str, DeskSettings] = field(default_factory=dict)  # every registered desk
+
+    @property
+    def enabled_desks(self) -> tuple[str, ...]:
+        return tuple(name for name, desk in sorted(self.desks.items()) if desk.enabled)
+
+    def desk(self, name: str) -> DeskSettings:
+        try:
+            return self.desks[name]
+        except KeyError:
+            raise SettingsError(f"desks.{name}: unknown desk; known desks: "
+                                f"{', '.join(sorted(self.desks)) or 'none'}") from None
+
+    def write_deadline(self, desk: str) -> int:
+        own = self.desk(desk).write_deadline_seconds
+        return own if own is not None else self.config.delivery.write_deadline_seconds
 
     @property
     def weights(self) -> Weights:
@@ -203,13 +219,7 @@ class Settings:
         )
 
     def desk_priorities(self, desk: str) -> dict[str, str]:
-        desk_cfg = self.config.desks.get(desk)
-        if desk_cfg is None:
-            raise SettingsError(
-                f"desks.{desk}.priorities: no priority mapping for desk {desk!r}; "
-                f"configured desks: {', '.join(sorted(self.config.desks)) or 'none'}"
-            )
-        return dict(desk_cfg.priorities)
+        return dict(self.desk(desk).priorities)
 
     def redis_key(self, *parts: str) -> str:
         """Clout's Redis keys, namespaced by queue so deployments can share one Redis."""
@@ -230,16 +240,16 @@ def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, 
     return merged
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(path: Path, what: str = "CLOUT_CONFIG") -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
-        raise SettingsError(f"CLOUT_CONFIG: file not found: {path}") from None
+        raise SettingsError(f"{what}: file not found: {path}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SettingsError(f"{path}: not valid TOML: {exc}") from None
     except OSError as exc:
-        raise SettingsError(f"CLOUT_CONFIG: cannot read {path}: {exc.strerror or exc}") from None
+        raise SettingsError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _parse_env_value(raw: str) -> Any:
@@ -273,10 +283,10 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
 _SECRET_WORDS = ("secret", "token", "password", "key", "credential")
 
 
-def _format_validation_error(exc: ValidationError) -> str:
+def _format_validation_error(exc: ValidationError, prefix: str = "") -> str:
     lines = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(root)"
+        key = ".".join([prefix] * bool(prefix) + [str(p) for p in err["loc"]]) or "(root)"
         message = err["msg"]
         if err["type"] == "extra_forbidden":
             message = "unknown setting"
@@ -294,9 +304,13 @@ def _format_validation_error(exc: ValidationError) -> str:
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Resolve the settings from files and the environment; raise `SettingsError` on bad input."""
     env = os.environ if env is None else env
-    data = _read_toml(BUNDLED_CONFIG)
-    sources = [str(BUNDLED_CONFIG)]
-    config_dir = BUNDLED_CONFIG_DIR
+    try:
+        bundled_dir = bundled.config_dir()
+    except bundled.BundledDefaultsMissing as exc:
+        raise SettingsError(str(exc)) from None
+    data = _read_toml(bundled_dir / "clout.toml", "bundled defaults")
+    sources = [str(bundled_dir / "clout.toml")]
+    config_dir = bundled_dir
     if env.get("CLOUT_CONFIG"):
         user_path = Path(env["CLOUT_CONFIG"]).expanduser().resolve()
         data = _deep_merge(data, _read_toml(user_path))
@@ -305,10 +319,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     data = _deep_merge(data, _env_overrides(env))
     if env.get("CLOUT_DATA_DIR"):
         data = _deep_merge(data, {"service": {"data_dir": env["CLOUT_DATA_DIR"]}})
+    if "crm" in data:
+        raise SettingsError("crm: this section was replaced by [desks.<desk>] (each desk names its "
+                            "own connector); remove [crm] and enable desks instead")
     try:
         config = FileConfig.model_validate(data)
     except ValidationError as exc:
         raise SettingsError(_format_validation_error(exc)) from None
+    desks = _desks(config.desks)
 
     data_dir = Path(config.service.data_dir).expanduser().resolve()
     database_url = env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'clout.db'}"
@@ -317,9 +335,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         for name, value in env.items()
         if name.startswith(SECRET_ENV_PREFIX) and value
     }
+    desk_secrets = {
+        name: {key: _Secret(env[var]) for key, var in type(desk).secret_env.items() if env.get(var)}
+        for name, desk in desks.items()
+    }
     secrets = Secrets(
         api_token=_Secret(env["CLOUT_API_TOKEN"]) if env.get("CLOUT_API_TOKEN") else None,
         webhook_secrets=webhook_secrets,
+        desk_secrets=desk_secrets,
     )
     return Settings(
         config=config,
@@ -329,4 +352,28 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         database_url=database_url,
         secrets=secrets,
         sources=tuple(sources),
+        desks=desks,
     )
+
+
+def _desks(raw: Mapping[str, Mapping[str, Any]]) -> dict[str, DeskSettings]:
+    """Validate `[desks.<name>]` with each registered desk's own settings class."""
+    from connectors import crm
+
+    unknown = sorted(set(raw) - set(crm.available()))
+    if unknown:
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(
+            f"desks.{name}: unknown desk; known desks: {', '.join(crm.available())}"
+            for name in unknown))
+    out: dict[str, DeskSettings] = {}
+    problems: list[str] = []
+    for name in crm.available():
+        model = crm.spec(name).settings
+        try:
+            out[name] = model.model_validate(dict(raw.get(name, {})))
+        except ValidationError as exc:
+            problems.append(_format_validation_error(exc, prefix=f"desks.{name}")
+                            .removeprefix("invalid settings:\n  "))
+    if problems:
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
+    return out

@@ -9,6 +9,8 @@ read-modify-write races.
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Sequence
 
 import sqlalchemy as sa
@@ -42,18 +44,24 @@ tickets = sa.Table(
     sa.Column("customer_id", sa.String(128), nullable=False, index=True),
     sa.Column("subject", sa.Text, nullable=False, default=""),
     sa.Column("description", sa.Text, nullable=False, default=""),
+    # "open" or "closed", as the desk last reported it; closed tickets leave the queue.
     sa.Column("status", sa.String(16), nullable=False, default="open"),
     sa.Column("created_at", sa.DateTime(timezone=True)),
     sa.Column("last_event_id", sa.String(256)),
     sa.Column("last_event_at", sa.DateTime(timezone=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-    # What the desk shows; for the `local` desk Clout's CRM connector writes these.
-    sa.Column("desk_priority", sa.String(32)),
+    # The priority the desk shows (from its events, or Clout's own write for the local desk).
+    sa.Column("desk_priority", sa.String(64)),
+    # The local desk's fields; other desks keep these on their side.
     sa.Column("desk_flags", sa.JSON),
     sa.Column("desk_reason", sa.Text),
+    # What Clout last wrote to the desk: an agent's change is told apart by comparing.
+    sa.Column("clout_priority", sa.String(64)),
+    sa.Column("clout_decision_id", sa.String(32)),
+    sa.Column("clout_written_at", sa.DateTime(timezone=True)),
     # Latest decision, denormalised so the queue is one indexed query.
     sa.Column("decision_id", sa.Integer),
-    sa.Column("decided_event_id", sa.String(256)),
+    sa.Column("decided_event_id", sa.String(256)),  # the event whose decision the desk confirmed
     sa.Column("tier_rank", sa.Integer),  # 0 = urgent ... 3 = low
     sa.Column("score", sa.Float),
     sa.Index("ix_tickets_queue", "status", "tier_rank", "score"),
@@ -66,6 +74,7 @@ decisions = sa.Table(
     sa.Column("source", sa.String(32), nullable=False),
     sa.Column("ticket_id", sa.String(128), nullable=False),
     sa.Column("customer_id", sa.String(128), nullable=False),
+    sa.Column("event_id", sa.String(256)),
     sa.Column("tier", sa.String(16), nullable=False),
     sa.Column("priority", sa.String(32), nullable=False),
     sa.Column("score", sa.Float, nullable=False),
@@ -74,7 +83,61 @@ decisions = sa.Table(
     sa.Column("components", sa.JSON, nullable=False),
     sa.Column("weights_version", sa.String(32), nullable=False),
     sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
+    # pending -> written | agent_override | closed | superseded | failed
+    sa.Column("status", sa.String(16), nullable=False, default="pending"),
+    sa.Column("written_at", sa.DateTime(timezone=True)),
     sa.Index("ix_decisions_ticket", "source", "ticket_id", "decided_at"),
+)
+
+# The event ledger: every accepted event, from the moment it leaves the Redis inbox
+# until it is settled. Work is claimed with a lease, so a worker that dies mid-batch
+# only delays its events until the lease runs out; (source, event_id) is unique, so
+# an event redelivered under any number of delivery ids is decided once.
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("event_id", sa.String(256), nullable=False),
+    sa.Column("ticket_id", sa.String(128), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("occurred_at", sa.DateTime(timezone=True)),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    # pending -> ranked -> decided | agent_override | closed | superseded | stale; failed
+    sa.Column("state", sa.String(16), nullable=False, default="pending"),
+    sa.Column("lease_owner", sa.String(40)),
+    sa.Column("lease_until", sa.DateTime(timezone=True)),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_error", sa.Text),
+    sa.Column("decision_id", sa.Integer),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("source", "event_id", name="uq_events_source_event"),
+    sa.Index("ix_events_state", "state", "lease_until"),
+)
+
+# The desk outbox: at most one row per ticket, holding the newest decision still to be
+# written. A newer decision replaces an unwritten older one, so the desk only ever
+# receives the newest; rows are claimed with a lease and retried with backoff.
+writes = sa.Table(
+    "writes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("ticket_id", sa.String(128), nullable=False),
+    sa.Column("decision_id", sa.Integer, nullable=False),
+    sa.Column("event_at", sa.DateTime(timezone=True)),  # the answered event's time: newest wins
+    # pending -> done | failed (parked for an operator; transient ones are still retried slowly)
+    sa.Column("state", sa.String(16), nullable=False, default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("first_failed_at", sa.DateTime(timezone=True)),
+    sa.Column("last_error", sa.Text),
+    sa.Column("retryable", sa.Boolean, nullable=False, default=True),
+    sa.Column("lease_owner", sa.String(40)),
+    sa.Column("lease_until", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("source", "ticket_id", name="uq_writes_ticket"),
+    sa.Index("ix_writes_due", "source", "state", "next_attempt_at"),
 )
 
 influence_history = sa.Table(
@@ -93,6 +156,66 @@ influence_history = sa.Table(
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """What became of one claimed desk write (see `Store.settle_writes`)."""
+
+    write_id: int
+    decision_id: int
+    source: str
+    ticket_id: str
+    event_id: str
+    # written | agent_override | closed | superseded: settled; retry: try again later;
+    # failed: parked for an operator
+    status: str
+    error: str | None = None
+    retryable: bool = True
+    next_attempt_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class ClaimedWrite:
+    write_id: int
+    decision: Decision
+    attempts: int
+    first_failed_at: dt.datetime | None
+    parked: bool  # taken from the parked ones for a slow retry
+
+
+def _insert(conn: sa.Connection) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - only the two supported databases
+        raise RuntimeError(f"unsupported database {conn.dialect.name!r}; use PostgreSQL or SQLite")
+    return insert
+
+
+def _group(states: dict[int, str]) -> dict[str, list[int]]:
+    grouped: dict[str, list[int]] = defaultdict(list)
+    for key, state in states.items():
+        grouped[state].append(key)
+    return grouped
+
+
+def _ticket_dict(r: Any) -> dict[str, Any]:
+    return {"customer_id": r.customer_id, "subject": r.subject, "description": r.description,
+            "status": r.status, "created_at": _as_utc(r.created_at),
+            "last_event_id": r.last_event_id, "last_event_at": _as_utc(r.last_event_at),
+            "desk_priority": r.desk_priority, "decision_id": r.decision_id,
+            "decided_event_id": r.decided_event_id, "tier_rank": r.tier_rank}
+
+
+def _decision_from_row(r: Any) -> Decision:
+    return Decision(
+        source=r.source, ticket_id=r.ticket_id, customer_id=r.customer_id, tier=r.tier,
+        priority=r.priority, score=float(r.score), flags=tuple(r.flags or ()), reason=r.reason,
+        components=dict(r.components or {}), weights_version=r.weights_version,
+        decided_at=_iso(r.decided_at) or "", event_id=r.event_id or "", id=str(r.id))
 
 
 def _as_utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -131,7 +254,8 @@ def make_engine(database_url: str) -> Engine:
     """An engine tuned for several Clout processes sharing one database."""
     database_url = normalise_url(database_url)
     if database_url.startswith("sqlite"):
-        engine = sa.create_engine(database_url, connect_args={"timeout": 30})
+        # hide_parameters: errors and logs never carry customer data from bound values.
+        engine = sa.create_engine(database_url, connect_args={"timeout": 30}, hide_parameters=True)
 
         @sa.event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -142,7 +266,7 @@ def make_engine(database_url: str) -> Engine:
             cur.close()
 
         return engine
-    return sa.create_engine(database_url, pool_pre_ping=True)
+    return sa.create_engine(database_url, pool_pre_ping=True, hide_parameters=True)
 
 
 class Store:
@@ -239,13 +363,18 @@ class Store:
 
     def upsert_tickets(self, rows: Iterable[dict[str, Any]]) -> None:
         """Rows carry source, id, customer_id, subject, description, created_at, last_event_id,
-        last_event_at. Older events never overwrite newer ones; created_at keeps the earliest."""
+        last_event_at, and optionally status and desk_priority (None: the event didn't say).
+
+        Older events never overwrite newer ones; created_at keeps the earliest. The desk's
+        priority is taken from an event only if the event happened after Clout's last
+        write: an event sent before that write still shows the old value, not an agent's.
+        """
         now = utcnow()
         prepared = [
             {
                 "source": r["source"], "id": r["id"], "customer_id": r["customer_id"],
                 "subject": r.get("subject") or "", "description": r.get("description") or "",
-                "status": r.get("status") or "open",
+                "status": r.get("status"), "desk_priority": r.get("desk_priority"),
                 "created_at": _parse_ts(r.get("created_at")),
                 "last_event_id": r.get("last_event_id"),
                 "last_event_at": _parse_ts(r.get("last_event_at")), "updated_at": now,
@@ -253,30 +382,66 @@ class Store:
             for r in rows
         ]
         prepared.sort(key=lambda r: (r["source"], r["id"]))  # one lock order: no deadlocks
+        if not prepared:
+            return
         with self.engine.begin() as conn:
-            self._upsert(conn, tickets, prepared, ["source", "id"],
-                         ["customer_id", "subject", "description", "status",
-                          "last_event_id", "last_event_at", "updated_at"],
-                         newer="last_event_at", keep_earliest=["created_at"])
+            stmt = _insert(conn)(tickets)
+            ex, t = stmt.excluded, tickets.c
+            set_ = {
+                "customer_id": ex.customer_id, "subject": ex.subject, "description": ex.description,
+                "last_event_id": ex.last_event_id, "updated_at": ex.updated_at,
+                "last_event_at": sa.func.coalesce(ex.last_event_at, t.last_event_at),
+                "desk_priority": sa.case(
+                    (sa.and_(ex.desk_priority.is_not(None),
+                             sa.or_(t.clout_written_at.is_(None), ex.last_event_at.is_(None),
+                                    ex.last_event_at > t.clout_written_at)), ex.desk_priority),
+                    else_=t.desk_priority),
+            }
+            where = sa.or_(t.last_event_at.is_(None), ex.last_event_at.is_(None),
+                           ex.last_event_at >= t.last_event_at)
+            conn.execute(
+                stmt.on_conflict_do_update(index_elements=["source", "id"], set_=set_, where=where),
+                [{**r, "status": "open"} for r in prepared],  # a new ticket starts open
+            )
+            # What the desk said about open/closed counts only from the ticket's newest event.
+            said = [{"k_source": r["source"], "k_id": r["id"], "k_event": r["last_event_id"],
+                     "v": r["status"]} for r in prepared if r["status"]]
+            if said:
+                conn.execute(
+                    tickets.update()
+                    .where(tickets.c.source == sa.bindparam("k_source"),
+                           tickets.c.id == sa.bindparam("k_id"),
+                           tickets.c.last_event_id == sa.bindparam("k_event"))
+                    .values(status=sa.bindparam("v")),
+                    said,
+                )
+            # Outside the `newer` guard: even a stale event may know an earlier creation time.
+            self._keep_earliest(conn, prepared)
+
+    def _keep_earliest(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+        params = [{"k_source": r["source"], "k_id": r["id"], "v": r["created_at"]}
+                  for r in rows if r.get("created_at") is not None]
+        if params:
+            conn.execute(
+                tickets.update()
+                .where(tickets.c.source == sa.bindparam("k_source"),
+                       tickets.c.id == sa.bindparam("k_id"),
+                       sa.or_(tickets.c.created_at.is_(None),
+                              tickets.c.created_at > sa.bindparam("v")))
+                .values(created_at=sa.bindparam("v")),
+                params,
+            )
 
     def ticket_state(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
-        """(source, id) -> created_at, last_event_id, last_event_at as stored now."""
+        """(source, id) -> the stored ticket: what ranking needs and where delivery stands."""
         if not keys:
             return {}
         wanted = set(keys)
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(tickets.c.source, tickets.c.id, tickets.c.created_at,
-                          tickets.c.last_event_id, tickets.c.last_event_at, tickets.c.decided_event_id)
-                .where(tickets.c.id.in_(sorted({k[1] for k in keys})))
+                sa.select(tickets).where(tickets.c.id.in_(sorted({k[1] for k in keys})))
             )
-            return {
-                (r.source, r.id): {"created_at": _as_utc(r.created_at),
-                                   "last_event_id": r.last_event_id,
-                                   "last_event_at": _as_utc(r.last_event_at),
-                                   "decided_event_id": r.decided_event_id}
-                for r in rows if (r.source, r.id) in wanted
-            }
+            return {(r.source, r.id): _ticket_dict(r) for r in rows if (r.source, r.id) in wanted}
 
     # -- reads ---------------------------------------------------------------
 
@@ -310,47 +475,6 @@ class Store:
 
     # -- decisions and history ----------------------------------------------
 
-    def record_decisions(self, items: Sequence[Decision]) -> None:
-        """Append to history and point each ticket at its newest decision, atomically.
-
-        The ticket only points at a decision made for its current event: if a newer
-        event landed while this batch was ranking, the newer batch's decision stands.
-        """
-        if not items:
-            return
-        with self.engine.begin() as conn:
-            for d in sorted(items, key=lambda d: (d.source, d.ticket_id)):
-                decision_id = conn.execute(
-                    decisions.insert().values(
-                        source=d.source, ticket_id=d.ticket_id, customer_id=d.customer_id,
-                        tier=d.tier, priority=d.priority, score=d.score, flags=list(d.flags),
-                        reason=d.reason, components=dict(d.components),
-                        weights_version=d.weights_version, decided_at=_parse_ts(d.decided_at),
-                    )
-                ).inserted_primary_key[0]
-                conn.execute(
-                    tickets.update()
-                    .where(tickets.c.source == d.source, tickets.c.id == d.ticket_id,
-                           tickets.c.last_event_id == d.event_id)
-                    .values(decision_id=decision_id, score=d.score, decided_event_id=d.event_id,
-                            tier_rank=TIERS.index(d.tier) if d.tier in TIERS else len(TIERS))
-                )
-
-    def write_desk_fields(self, items: Sequence[Decision]) -> list[str]:
-        """The local desk's own priority/flags/reason fields; returns ticket ids written."""
-        written: list[str] = []
-        with self.engine.begin() as conn:
-            for d in sorted(items, key=lambda d: (d.source, d.ticket_id)):
-                result = conn.execute(
-                    tickets.update()
-                    .where(tickets.c.source == d.source, tickets.c.id == d.ticket_id,
-                           tickets.c.last_event_id == d.event_id)
-                    .values(desk_priority=d.priority, desk_flags=list(d.flags), desk_reason=d.reason)
-                )
-                if result.rowcount:
-                    written.append(d.ticket_id)
-        return written
-
     def record_influence(self, rows: Iterable[dict[str, Any]]) -> None:
         prepared = [
             {
@@ -365,8 +489,419 @@ class Store:
             with self.engine.begin() as conn:
                 conn.execute(influence_history.insert(), prepared)
 
+    # -- the event ledger ----------------------------------------------------
+
+    def add_events(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Put accepted events into the ledger; one already there (same source and event id)
+        is left as it is, so a redelivery or a repeated drain adds nothing."""
+        if not rows:
+            return
+        now = utcnow()
+        prepared = [{"source": r["source"], "event_id": r["event_id"], "ticket_id": r["ticket_id"],
+                     "payload": r["payload"], "occurred_at": _parse_ts(r.get("occurred_at")),
+                     "received_at": now, "state": "pending", "attempts": 0, "updated_at": now}
+                    for r in rows]
+        with self.engine.begin() as conn:
+            stmt = _insert(conn)(events).on_conflict_do_nothing(
+                index_elements=["source", "event_id"])
+            conn.execute(stmt, prepared)
+
+    def claim_events(self, keys: Sequence[tuple[str, str]], owner: str,
+                     lease_seconds: float) -> list[dict[str, Any]]:
+        """Lease the pending events among `keys` to `owner`; returns what was claimed.
+
+        An event leased to someone else (still within its lease) or already settled
+        is skipped, so two workers never rank the same event at once.
+        """
+        if not keys:
+            return []
+        now = utcnow()
+        key_match = sa.tuple_(events.c.source, events.c.event_id).in_(list(dict.fromkeys(keys)))
+        with self.engine.begin() as conn:
+            free = (sa.select(events.c.id)
+                    .where(key_match, events.c.state == "pending",
+                           sa.or_(events.c.lease_until.is_(None), events.c.lease_until < now)))
+            if conn.dialect.name == "postgresql":
+                free = free.with_for_update(skip_locked=True)
+            conn.execute(events.update().where(events.c.id.in_(free.scalar_subquery()))
+                         .values(lease_owner=owner,
+                                 lease_until=now + dt.timedelta(seconds=lease_seconds)))
+            rows = conn.execute(sa.select(events.c.id, events.c.payload, events.c.attempts)
+                                .where(key_match, events.c.lease_owner == owner,
+                                       events.c.state == "pending")
+                                .order_by(events.c.id))
+            return [{"id": r.id, "payload": r.payload, "attempts": r.attempts} for r in rows]
+
+    def claimable_events(self, older_than: float, limit: int) -> list[dict[str, Any]]:
+        """Pending events nobody is working on (never picked up, or their lease ran out)."""
+        now = utcnow()
+        cutoff = now - dt.timedelta(seconds=older_than)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(events.c.source, events.c.event_id, events.c.attempts)
+                .where(events.c.state == "pending",
+                       sa.or_(events.c.lease_until < now,
+                              sa.and_(events.c.lease_until.is_(None),
+                                      events.c.received_at < cutoff)))
+                .order_by(events.c.id).limit(limit))
+            return [{"source": r.source, "event_id": r.event_id, "attempts": r.attempts}
+                    for r in rows]
+
+    def release_events(self, owner: str, ids: Sequence[int], *, error: str | None,
+                       count_attempt: bool, max_attempts: int) -> int:
+        """Give claimed events back after a failure; returns how many were parked as failed.
+
+        `count_attempt` is False for outages (the store, Redis or a desk unreachable): those
+        wait for as long as the outage lasts. Real errors count, and an event that failed
+        `max_attempts` times is parked for an operator (`clout failed`).
+        """
+        if not ids:
+            return 0
+        now = utcnow()
+        mine = sa.and_(events.c.id.in_(list(ids)), events.c.lease_owner == owner,
+                       events.c.state == "pending")
+        with self.engine.begin() as conn:
+            attempts = events.c.attempts + (1 if count_attempt else 0)
+            conn.execute(events.update().where(mine).values(
+                attempts=attempts, last_error=error, lease_owner=None, updated_at=now,
+                # Not before the next re-drive: an immediate retry of a real error rarely helps.
+                lease_until=now))
+            if not count_attempt:
+                return 0
+            parked = conn.execute(
+                events.update().where(events.c.id.in_(list(ids)), events.c.state == "pending",
+                                      events.c.attempts >= max_attempts)
+                .values(state="failed", updated_at=now))
+            return parked.rowcount or 0
+
+    def settle_events(self, owner: str, states: dict[int, str], error: str | None = None) -> None:
+        """Events that need no decision (stale, closed tickets): settled if still ours."""
+        if not states:
+            return
+        now = utcnow()
+        with self.engine.begin() as conn:
+            for state, ids in _group(states).items():
+                conn.execute(events.update()
+                             .where(events.c.id.in_(ids), events.c.lease_owner == owner,
+                                    events.c.state == "pending")
+                             .values(state=state, lease_owner=None, lease_until=None,
+                                     last_error=error, updated_at=now))
+
+    # -- decisions and the desk outbox ---------------------------------------
+
+    def record_decisions(self, items: Sequence[Decision], *, owner: str | None = None,
+                         ledger_ids: dict[tuple[str, str], int] | None = None,
+                         settle: dict[int, str] | None = None) -> list[Decision] | None:
+        """Keep each decision, point its ticket at it and queue it for the desk, atomically.
+
+        With `owner`, the claimed ledger events (`ledger_ids`: (source, event_id) -> ledger
+        id) move to `ranked` (and `settle` ones to their state) in the same transaction,
+        which is refused (returns None, nothing written) if any lease was lost meanwhile:
+        another worker took the events over, and its decisions stand.
+
+        Only a decision for the ticket's current event becomes current and goes into the
+        outbox, and only if it is newer than what the outbox holds for that ticket; the
+        decision it replaces there is `superseded`. Returns the decisions with their ids.
+        """
+        if not items:
+            return []
+        ledger_ids = ledger_ids or {}
+        settle = dict(settle or {})
+        now = utcnow()
+        ordered = sorted(items, key=lambda d: (d.source, d.ticket_id))
+        with self.engine.begin() as conn:
+            if owner is not None:
+                claimed = [ledger_ids[(d.source, d.event_id)] for d in ordered
+                           if (d.source, d.event_id) in ledger_ids] + list(settle)
+                if claimed:
+                    held = conn.execute(
+                        sa.select(sa.func.count()).select_from(events)
+                        .where(events.c.id.in_(claimed), events.c.lease_owner == owner,
+                               events.c.state == "pending")).scalar_one()
+                    if held != len(set(claimed)):
+                        conn.rollback()
+                        return None
+            out: list[Decision] = []
+            for d in ordered:
+                decision_id = conn.execute(
+                    decisions.insert().values(
+                        source=d.source, ticket_id=d.ticket_id, customer_id=d.customer_id,
+                        event_id=d.event_id or None, tier=d.tier, priority=d.priority,
+                        score=d.score, flags=list(d.flags), reason=d.reason,
+                        components=dict(d.components), weights_version=d.weights_version,
+                        decided_at=_parse_ts(d.decided_at), status="pending",
+                    )
+                ).inserted_primary_key[0]
+                out.append(replace(d, id=str(decision_id)))
+            current = self._point_tickets(conn, out)
+            queued = self._queue_writes(conn, [d for d in out if d.id in current], now)
+            stale = [int(d.id) for d in out if d.id not in queued]
+            if stale:
+                conn.execute(decisions.update().where(decisions.c.id.in_(stale))
+                             .values(status="superseded"))
+            if owner is not None:
+                for d in out:
+                    lid = ledger_ids.get((d.source, d.event_id))
+                    if lid is not None:
+                        conn.execute(events.update().where(events.c.id == lid).values(
+                            state="ranked" if d.id in queued else "superseded",
+                            decision_id=int(d.id), lease_owner=None, lease_until=None,
+                            updated_at=now))
+                for state, ids in _group(settle).items():
+                    conn.execute(events.update().where(events.c.id.in_(ids)).values(
+                        state=state, lease_owner=None, lease_until=None, updated_at=now))
+            return out
+
+    def _point_tickets(self, conn: sa.Connection, items: Sequence[Decision]) -> set[str]:
+        """Make each decision its ticket's current one, if it answers the current event."""
+        current: set[str] = set()
+        for d in items:
+            guard = [tickets.c.source == d.source, tickets.c.id == d.ticket_id]
+            if d.event_id:
+                guard.append(tickets.c.last_event_id == d.event_id)
+            result = conn.execute(tickets.update().where(*guard).values(
+                decision_id=int(d.id), score=d.score,
+                tier_rank=TIERS.index(d.tier) if d.tier in TIERS else len(TIERS)))
+            if result.rowcount:
+                current.add(d.id)
+        return current
+
+    def _queue_writes(self, conn: sa.Connection, items: Sequence[Decision],
+                      now: dt.datetime) -> set[str]:
+        """Put decisions in the outbox where they are newer than what waits there."""
+        if not items:
+            return set()
+        event_at = {
+            (r.source, r.id): _as_utc(r.last_event_at) for r in conn.execute(
+                sa.select(tickets.c.source, tickets.c.id, tickets.c.last_event_at)
+                .where(sa.tuple_(tickets.c.source, tickets.c.id).in_(
+                    [(d.source, d.ticket_id) for d in items])))
+        }
+        before = {
+            (r.source, r.ticket_id): r.decision_id for r in conn.execute(
+                sa.select(writes.c.source, writes.c.ticket_id, writes.c.decision_id)
+                .where(sa.tuple_(writes.c.source, writes.c.ticket_id).in_(
+                    [(d.source, d.ticket_id) for d in items])))
+        }
+        rows = [{"source": d.source, "ticket_id": d.ticket_id, "decision_id": int(d.id),
+                 "event_at": event_at.get((d.source, d.ticket_id)), "state": "pending",
+                 "attempts": 0, "next_attempt_at": now, "first_failed_at": None,
+                 "last_error": None, "retryable": True, "updated_at": now} for d in items]
+        stmt = _insert(conn)(writes)
+        ex, w = stmt.excluded, writes.c
+        newer = sa.or_(
+            w.event_at.is_(None),
+            sa.and_(ex.event_at.is_not(None), ex.event_at > w.event_at),
+            sa.and_(sa.or_(ex.event_at.is_(None), ex.event_at == w.event_at),
+                    ex.decision_id > w.decision_id),
+        )
+        conn.execute(stmt.on_conflict_do_update(
+            index_elements=["source", "ticket_id"],
+            set_={c: getattr(ex, c) for c in ("decision_id", "event_at", "state", "attempts",
+                                              "next_attempt_at", "first_failed_at", "last_error",
+                                              "retryable", "updated_at")},
+            where=newer), rows)
+        after = {
+            (r.source, r.ticket_id): r.decision_id for r in conn.execute(
+                sa.select(writes.c.source, writes.c.ticket_id, writes.c.decision_id)
+                .where(sa.tuple_(writes.c.source, writes.c.ticket_id).in_(
+                    [(d.source, d.ticket_id) for d in items])))
+        }
+        queued = {str(v) for v in after.values()} & {d.id for d in items}
+        replaced = [old for key, old in before.items()
+                    if old is not None and after.get(key) != old and str(after.get(key)) in queued]
+        if replaced:  # an unwritten older decision never reaches the desk now
+            conn.execute(decisions.update().where(decisions.c.id.in_(replaced),
+                                                  decisions.c.status == "pending")
+                         .values(status="superseded"))
+            conn.execute(events.update().where(events.c.decision_id.in_(replaced),
+                                               events.c.state == "ranked")
+                         .values(state="superseded", updated_at=now))
+        return queued
+
+    def claim_writes(self, source: str, owner: str, lease_seconds: float, limit: int, *,
+                     ticket_ids: Sequence[str] | None = None,
+                     parked_before: dt.datetime | None = None) -> list["ClaimedWrite"]:
+        """Lease due outbox rows of one desk: (write id, decision, attempts so far).
+
+        Due means pending with `next_attempt_at` passed; with `parked_before`, parked
+        transient failures last tried before then are taken too (the slow retry).
+        """
+        now = utcnow()
+        due = sa.and_(writes.c.state == "pending", writes.c.next_attempt_at <= now)
+        if parked_before is not None:
+            due = sa.or_(due, sa.and_(writes.c.state == "failed", writes.c.retryable.is_(True),
+                                      writes.c.updated_at < parked_before))
+        cond = [writes.c.source == source, due,
+                sa.or_(writes.c.lease_until.is_(None), writes.c.lease_until < now)]
+        if ticket_ids is not None:
+            if not ticket_ids:
+                return []
+            cond.append(writes.c.ticket_id.in_(list(ticket_ids)))
+        with self.engine.begin() as conn:
+            free = (sa.select(writes.c.id).where(*cond)
+                    .order_by(writes.c.next_attempt_at, writes.c.id).limit(limit))
+            if conn.dialect.name == "postgresql":
+                free = free.with_for_update(skip_locked=True)
+            conn.execute(writes.update().where(writes.c.id.in_(free.scalar_subquery()))
+                         .values(lease_owner=owner,
+                                 lease_until=now + dt.timedelta(seconds=lease_seconds)))
+            rows = conn.execute(
+                sa.select(writes.c.id.label("write_id"), writes.c.attempts,
+                          writes.c.first_failed_at, writes.c.state.label("write_state"), decisions)
+                .join(decisions, decisions.c.id == writes.c.decision_id)
+                .where(writes.c.lease_owner == owner, writes.c.source == source,
+                       writes.c.lease_until > now)
+                .order_by(writes.c.ticket_id))
+            return [ClaimedWrite(write_id=r.write_id, decision=_decision_from_row(r),
+                                 attempts=r.attempts, first_failed_at=_as_utc(r.first_failed_at),
+                                 parked=r.write_state == "failed") for r in rows]
+
+    def settle_writes(self, owner: str, outcomes: Sequence["WriteOutcome"]) -> None:
+        """Record what happened to claimed writes. A row whose decision was replaced while
+        we wrote stays pending for the newer one; the decision we wrote is kept as history."""
+        if not outcomes:
+            return
+        now = utcnow()
+        with self.engine.begin() as conn:
+            for o in sorted(outcomes, key=lambda o: o.write_id):
+                mine = [writes.c.id == o.write_id, writes.c.lease_owner == owner]
+                same = mine + [writes.c.decision_id == o.decision_id]
+                if o.status in ("written", "agent_override", "closed", "superseded"):
+                    conn.execute(writes.update().where(*same).values(
+                        state="done", lease_owner=None, lease_until=None, last_error=None,
+                        updated_at=now))
+                    conn.execute(writes.update().where(*mine).values(
+                        lease_owner=None, lease_until=None))  # a newer decision waits: still due
+                    self._settle_decision(conn, o, now)
+                else:  # "retry" or "failed"
+                    values: dict[str, Any] = {
+                        "attempts": writes.c.attempts + 1, "last_error": o.error,
+                        "retryable": o.retryable, "lease_owner": None, "lease_until": None,
+                        "first_failed_at": sa.func.coalesce(writes.c.first_failed_at, now),
+                        "updated_at": now}
+                    if o.status == "failed":
+                        values["state"] = "failed"
+                    if o.next_attempt_at is not None:
+                        values["next_attempt_at"] = o.next_attempt_at
+                    conn.execute(writes.update().where(*same).values(**values))
+                    conn.execute(writes.update().where(*mine).values(
+                        lease_owner=None, lease_until=None))
+                    if o.status == "failed":
+                        conn.execute(decisions.update().where(decisions.c.id == o.decision_id)
+                                     .values(status="failed"))
+
+    def _settle_decision(self, conn: sa.Connection, o: "WriteOutcome", now: dt.datetime) -> None:
+        conn.execute(decisions.update().where(decisions.c.id == o.decision_id).values(
+            status=o.status, written_at=now if o.status == "written" else None))
+        event_state = {"written": "decided", "agent_override": "agent_override",
+                       "closed": "closed", "superseded": "superseded"}[o.status]
+        conn.execute(events.update().where(events.c.decision_id == o.decision_id,
+                                           events.c.state.in_(("ranked", "failed")))
+                     .values(state=event_state, updated_at=now))
+        ticket = [tickets.c.source == o.source, tickets.c.id == o.ticket_id]
+        if o.status == "written":
+            conn.execute(tickets.update().where(*ticket, tickets.c.decision_id == o.decision_id)
+                         .values(decided_event_id=o.event_id or None))
+        elif o.status == "closed":
+            conn.execute(tickets.update().where(*ticket).values(status="closed"))
+
+    def parked(self, limit: int = 50) -> dict[str, list[dict[str, Any]]]:
+        """What waits for an operator: parked desk writes and events that failed for good."""
+        with self.engine.connect() as conn:
+            w = conn.execute(
+                sa.select(writes.c.source, writes.c.ticket_id, writes.c.decision_id,
+                          writes.c.attempts, writes.c.last_error, writes.c.retryable,
+                          writes.c.first_failed_at, writes.c.updated_at)
+                .where(writes.c.state == "failed").order_by(writes.c.updated_at).limit(limit))
+            e = conn.execute(
+                sa.select(events.c.source, events.c.event_id, events.c.ticket_id,
+                          events.c.attempts, events.c.last_error, events.c.updated_at)
+                .where(events.c.state == "failed").order_by(events.c.updated_at).limit(limit))
+            return {
+                "writes": [{"source": r.source, "ticket_id": r.ticket_id,
+                            "decision_id": r.decision_id, "attempts": r.attempts,
+                            "error": r.last_error, "retryable": bool(r.retryable),
+                            "failing_since": _iso(r.first_failed_at),
+                            "last_try": _iso(r.updated_at)} for r in w],
+                "events": [{"source": r.source, "event_id": r.event_id,
+                            "ticket_id": r.ticket_id, "attempts": r.attempts,
+                            "error": r.last_error, "last_try": _iso(r.updated_at)} for r in e],
+            }
+
+    def count_parked(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            nw = conn.execute(sa.select(sa.func.count()).select_from(writes)
+                              .where(writes.c.state == "failed")).scalar_one()
+            ne = conn.execute(sa.select(sa.func.count()).select_from(events)
+                              .where(events.c.state == "failed")).scalar_one()
+        return {"failed_writes": int(nw), "failed_events": int(ne)}
+
+    def unpark(self) -> dict[str, int]:
+        """Put every parked write and event back to work now (`clout failed --retry`)."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            nw = conn.execute(writes.update().where(writes.c.state == "failed").values(
+                state="pending", next_attempt_at=now, attempts=0, first_failed_at=None,
+                retryable=True, lease_owner=None, lease_until=None, updated_at=now)).rowcount
+            conn.execute(decisions.update().where(decisions.c.status == "failed",
+                                                  decisions.c.id.in_(
+                                                      sa.select(writes.c.decision_id)))
+                         .values(status="pending"))
+            ne = conn.execute(events.update().where(events.c.state == "failed").values(
+                state="pending", attempts=0, lease_owner=None, lease_until=None,
+                updated_at=now)).rowcount
+        return {"writes": int(nw or 0), "events": int(ne or 0)}
+
+    def desks_with_due_writes(self, parked_before: dt.datetime | None = None) -> list[str]:
+        now = utcnow()
+        due = sa.and_(writes.c.state == "pending", writes.c.next_attempt_at <= now)
+        if parked_before is not None:
+            due = sa.or_(due, sa.and_(writes.c.state == "failed", writes.c.retryable.is_(True),
+                                      writes.c.updated_at < parked_before))
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(sa.select(writes.c.source).where(due).distinct())]
+
+    def prune(self, older_than: dt.datetime) -> int:
+        """Forget settled ledger events older than the dedupe window (they can't come back)."""
+        with self.engine.begin() as conn:
+            return conn.execute(events.delete().where(
+                events.c.state.not_in(("pending", "ranked", "failed")),
+                events.c.updated_at < older_than)).rowcount or 0
+
+    # -- the local desk ------------------------------------------------------
+
+    def local_desk_view(self, source: str, ticket_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        if not ticket_ids:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(tickets.c.id, tickets.c.status, tickets.c.desk_priority,
+                          tickets.c.clout_priority, tickets.c.clout_decision_id)
+                .where(tickets.c.source == source, tickets.c.id.in_(list(ticket_ids))))
+            return {r.id: {"status": r.status, "priority": r.desk_priority,
+                           "clout_priority": r.clout_priority,
+                           "clout_decision": r.clout_decision_id} for r in rows}
+
+    def write_local_desk(self, source: str, items: Sequence[Decision]) -> list[str]:
+        """The local desk's own priority/flags/reason fields; returns ticket ids written."""
+        written: list[str] = []
+        now = utcnow()
+        with self.engine.begin() as conn:
+            for d in sorted(items, key=lambda d: d.ticket_id):
+                result = conn.execute(
+                    tickets.update().where(tickets.c.source == source, tickets.c.id == d.ticket_id)
+                    .values(desk_priority=d.priority, desk_flags=list(d.flags),
+                            desk_reason=d.reason, clout_priority=d.priority,
+                            clout_decision_id=d.id, clout_written_at=now))
+                if result.rowcount:
+                    written.append(d.ticket_id)
+        return written
+
+    # -- views ---------------------------------------------------------------
+
     def _decision_view(self, row: Any) -> dict[str, Any]:
-        return {
+        view = {
             "ticket_id": row.ticket_id,
             "source": row.source,
             "customer_id": row.customer_id,
@@ -377,15 +912,33 @@ class Store:
             "reason": row.reason,
             "weights_version": row.weights_version,
             "decided_at": _iso(row.decided_at),
+            # Where the decision stands with the desk: pending (not yet confirmed),
+            # written, agent_override (an agent's priority stands), failed (parked), ...
+            "state": row.status,
+            "written_at": _iso(row.written_at),
+            "ticket_status": row.ticket_status,
+            "desk_priority": row.desk_priority,
         }
+        if row.status in ("pending", "failed") and getattr(row, "write_error", None):
+            view["write_error"] = row.write_error
+            view["write_attempts"] = row.write_attempts
+        return view
+
+    def _view_query(self) -> Any:
+        return (
+            sa.select(decisions, tickets.c.status.label("ticket_status"), tickets.c.desk_priority,
+                      writes.c.last_error.label("write_error"),
+                      writes.c.attempts.label("write_attempts"),
+                      customers.c.name.label("customer_name"), tickets.c.subject,
+                      tickets.c.created_at.label("ticket_created_at"))
+            .join(tickets, tickets.c.decision_id == decisions.c.id)
+            .join(writes, sa.and_(writes.c.decision_id == decisions.c.id), isouter=True)
+            .join(customers, customers.c.id == tickets.c.customer_id, isouter=True)
+        )
 
     def ticket_decisions(self, ticket_id: str, source: str | None = None) -> list[dict[str, Any]]:
         """Latest decision per matching ticket (one per source)."""
-        query = (
-            sa.select(decisions)
-            .join(tickets, sa.and_(tickets.c.decision_id == decisions.c.id))
-            .where(tickets.c.id == ticket_id)
-        )
+        query = self._view_query().where(tickets.c.id == ticket_id)
         if source:
             query = query.where(tickets.c.source == source)
         with self.engine.connect() as conn:
@@ -395,13 +948,11 @@ class Store:
         """Open tickets that have a decision: by tier, then score, then age (oldest first).
 
         Tier comes first because the fairness guard can lift a low-scoring ticket
-        that has waited too long; the queue must honour that lift.
+        that has waited too long; the queue must honour that lift. Closed tickets
+        leave; a ticket whose priority an agent set stays (its state says so).
         """
         query = (
-            sa.select(decisions, customers.c.name.label("customer_name"),
-                      tickets.c.subject, tickets.c.created_at)
-            .join(tickets, tickets.c.decision_id == decisions.c.id)
-            .join(customers, customers.c.id == tickets.c.customer_id, isouter=True)
+            self._view_query()
             .where(tickets.c.status == "open")
             .order_by(tickets.c.tier_rank.asc(), tickets.c.score.desc(),
                       tickets.c.created_at.asc(), tickets.c.id.asc())
@@ -417,14 +968,38 @@ class Store:
                 out.append(view)
             return out
 
+    def open_tickets(self, after: tuple[str, str] | None, limit: int) -> list[dict[str, Any]]:
+        """Open decided tickets in key order, a page at a time (for re-ranking)."""
+        query = (sa.select(tickets, decisions.c.tier.label("current_tier"))
+                 .join(decisions, decisions.c.id == tickets.c.decision_id)
+                 .where(tickets.c.status == "open"))
+        if after is not None:
+            query = query.where(sa.tuple_(tickets.c.source, tickets.c.id) > after)
+        query = query.order_by(tickets.c.source, tickets.c.id).limit(limit)
+        with self.engine.connect() as conn:
+            return [{**_ticket_dict(r), "source": r.source, "id": r.id,
+                     "current_tier": r.current_tier} for r in conn.execute(query)]
+
+    SETTLED = ("decided", "agent_override", "closed", "superseded", "stale")
+
     def decided_events(self, event_ids: Sequence[str]) -> set[str]:
-        """Which of these event ids a ticket's current decision answers."""
+        """Which of these events Clout is done with: written to the desk, or needing no
+        write (an agent's priority stands, the ticket closed, a newer event took over)."""
         if not event_ids:
             return set()
         with self.engine.connect() as conn:
             return {
                 r[0] for r in conn.execute(
-                    sa.select(tickets.c.decided_event_id)
-                    .where(tickets.c.decided_event_id.in_(list(set(event_ids))))
+                    sa.select(events.c.event_id)
+                    .where(events.c.event_id.in_(list(set(event_ids))),
+                           events.c.state.in_(self.SETTLED))
                 )
             }
+
+    def event_states(self, event_ids: Sequence[str]) -> dict[str, str]:
+        if not event_ids:
+            return {}
+        with self.engine.connect() as conn:
+            return {r.event_id: r.state for r in conn.execute(
+                sa.select(events.c.event_id, events.c.state)
+                .where(events.c.event_id.in_(list(set(event_ids)))))}

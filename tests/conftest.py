@@ -116,6 +116,16 @@ def work(rt: Runtime) -> None:
         burst=True, logging_level="WARNING")
 
 
+def submit(rt: Runtime, events: list[dict[str, Any]]):
+    """Put events (TicketEvent dicts) in the ledger as the drain does, and queue one batch job."""
+    from plugin.queues import enqueue_events
+
+    rt.store.add_events([{"source": e["source"], "event_id": e["event_id"],
+                          "ticket_id": e["ticket_id"], "occurred_at": e.get("occurred_at"),
+                          "payload": e} for e in events])
+    return enqueue_events(rt.queue, rt.settings, [[e["source"], e["event_id"]] for e in events])
+
+
 @pytest.fixture()
 def app(runtime: Runtime):
     from plugin import create_app

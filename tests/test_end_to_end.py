@@ -10,7 +10,7 @@ from rq.serializers import JSONSerializer
 
 import pytest
 
-from conftest import auth, work
+from conftest import auth, submit, work
 from connectors.crm.base import Customer
 from plugin.store import decisions, influence_history
 
@@ -118,47 +118,60 @@ def test_queue_is_ordered_and_redecisions_append_history(post_generic, drain, ru
 
 
 def test_many_events_in_one_job_are_ranked_together(runtime):
-    from plugin.jobs import process_events
     from webhooks.event import CustomerFacts, TicketEvent
 
     now = dt.datetime.now(dt.timezone.utc).isoformat()
-    events = [
-        TicketEvent(source="generic", event_id=f"e{i}", occurred_at=now, ticket_id=f"T-B{i}",
-                    customer=CustomerFacts(id=f"C-B{i}", monthly_spend=float(10 * (i + 1)),
-                                           handles={"x": "adaq"} if i % 2 else {}))
-        for i in range(30)
-    ]
+
+    def batch(tag: str, n: int) -> list[TicketEvent]:
+        return [
+            TicketEvent(source="generic", event_id=f"{tag}{i}", occurred_at=now, ticket_id=f"T-B{i}",
+                        customer=CustomerFacts(id=f"C-B{i}", monthly_spend=float(10 * (i + 1)),
+                                               handles={"x": "adaq"} if i % 2 else {}))
+            for i in range(n)
+        ]
+
+    events = batch("e", 30)
     # The same ticket twice in one batch: only the newest event counts.
     events.append(TicketEvent(source="generic", event_id="e-old", occurred_at="2000-01-01T00:00:00Z",
                               ticket_id="T-B0", customer=CustomerFacts(id="C-B0")))
-    result = runtime.queue.enqueue("plugin.jobs.process_events", [e.to_dict() for e in events])
-    from rq import SimpleWorker
-
-    SimpleWorker([runtime.queue], connection=runtime.redis, serializer=JSONSerializer).work(burst=True)
-    summary = result.return_value()
-    assert summary["decided"] == 30
+    job = submit(runtime, [e.to_dict() for e in events])
+    work(runtime)
+    summary = job.return_value()
+    assert summary["decided"] == 30 and summary["settled"] == {"stale": 1}
+    assert summary["writes"] == {"written": 30}
     scores = {t["ticket_id"]: t["score"] for t in summary["tickets"]}
     assert scores["T-B29"] > scores["T-B0"]  # spend percentile across the batch and book
+    states = runtime.store.event_states([e.event_id for e in events])
+    assert states["e-old"] == "stale" and {states[f"e{i}"] for i in range(30)} == {"decided"}
     # Influence was looked up once per customer and cached for the next job.
     assert runtime.store.count("influence_history") == 15
-    process_events([e.to_dict() for e in events[:4]])
+    submit(runtime, [e.to_dict() for e in batch("again", 4)])
+    work(runtime)
     assert runtime.store.count("influence_history") == 15
 
 
-def test_failing_job_is_retried_by_rq(runtime_with, tmp_path):
-    """A real failure (the snapshot file is missing) is scheduled for retry, not dropped."""
-    from plugin.queues import enqueue_events
+def test_a_failing_event_is_retried_then_parked_for_an_operator(runtime_with, tmp_path):
+    """A real failure (the snapshot file is missing) counts an attempt; after
+    delivery.max_event_attempts the event is parked, and `unpark` puts it back."""
+    from plugin.reconcile import redrive
 
     rt = runtime_with({"CLOUT_INFLUENCE__SNAPSHOT_PATH": str(tmp_path / "missing.json"),
-                       "CLOUT_QUEUE__RETRY_INTERVALS": "[60]"})
+                       "CLOUT_DELIVERY__MAX_EVENT_ATTEMPTS": "2",
+                       "CLOUT_DELIVERY__STALE_AFTER_SECONDS": "1"})
     now = dt.datetime.now(dt.timezone.utc).isoformat()
-    job = enqueue_events(rt.queue, rt.settings, [{
-        "source": "generic", "event_id": "e1", "occurred_at": now, "ticket_id": "T-R",
-        "customer": {"id": "C-R", "handles": {"x": "adaq"}}}])
+    submit(rt, [{"source": "generic", "event_id": "e1", "occurred_at": now, "ticket_id": "T-R",
+                 "customer": {"id": "C-R", "handles": {"x": "adaq"}}}])
     work(rt)
-    job.refresh()
-    assert job.retries_left == rt.settings.config.queue.retry_max - 1
-    assert job.get_status() == JobStatus.SCHEDULED
+    assert rt.store.event_states(["e1"]) == {"e1": "pending"}  # released, attempt counted
+    assert redrive(rt) == 1  # its lease is gone: re-driven at once
+    work(rt)
+    assert rt.store.event_states(["e1"]) == {"e1": "failed"}
+    parked = rt.store.parked()["events"]
+    assert [(p["event_id"], p["attempts"]) for p in parked] == [("e1", 2)]
+    assert "FileNotFoundError" in parked[0]["error"]
+    assert redrive(rt) == 0  # parked: nobody retries it on their own
+    assert rt.store.unpark() == {"writes": 0, "events": 1}
+    assert rt.store.event_states(["e1"]) == {"e1": "pending"}
 
 
 def test_a_late_retry_of_an_older_event_changes_nothing(post_generic, drain, runtime, client):
@@ -205,36 +218,30 @@ def test_sub_second_event_order_is_respected(runtime):
 
 
 def test_events_from_a_newer_version_with_extra_keys_still_process(runtime):
-    from plugin.jobs import process_events
-
     now = dt.datetime.now(dt.timezone.utc).isoformat()
-    result = process_events([{"source": "generic", "event_id": "e-new", "occurred_at": now,
-                              "ticket_id": "T-NEWVER", "future_field": 1,
-                              "customer": {"id": "C-NEWVER", "future_customer_field": "x"}}])
-    assert result["decided"] == 1
+    job = submit(runtime, [{"source": "generic", "event_id": "e-new", "occurred_at": now,
+                            "ticket_id": "T-NEWVER", "future_field": 1,
+                            "customer": {"id": "C-NEWVER", "future_customer_field": "x"}}])
+    work(runtime)
+    assert job.return_value()["decided"] == 1
 
 
-@pytest.mark.parametrize("env", [
-    {"CLOUT_QUEUE__RETRY_INTERVALS": "[0]"},  # split when RQ retries (at once: no scheduler needed)
-    {"CLOUT_QUEUE__RETRY_MAX": "0"},  # retries off: split straight after the failure
-])
-def test_one_poison_event_does_not_hold_back_its_batch(runtime_with, env):
+def test_one_poison_event_does_not_hold_back_its_batch(runtime):
     """A failed batch is split until the bad event fails alone; the rest are decided."""
     from rq.registry import FailedJobRegistry
 
-    from plugin.queues import enqueue_events
-
-    rt = runtime_with(env)
     now = dt.datetime.now(dt.timezone.utc).isoformat()
     good = [{"source": "generic", "event_id": f"e{i}", "occurred_at": now, "ticket_id": f"T-P{i}",
              "customer": {"id": f"C-P{i}"}} for i in range(7)]
     poison = {"source": "generic", "event_id": "bad", "occurred_at": now, "ticket_id": "T-BAD"}  # no customer
-    enqueue_events(rt.queue, rt.settings, good[:3] + [poison] + good[3:])
-    work(rt)
-    assert rt.store.decided_events([e["event_id"] for e in good]) == {e["event_id"] for e in good}
-    failed = Job.fetch_many(FailedJobRegistry(queue=rt.queue).get_job_ids(),
-                            connection=rt.redis, serializer=JSONSerializer)
-    assert [j.args[0] for j in failed] == [[poison]]  # alone, after its own retries
+    submit(runtime, good[:3] + [poison] + good[3:])
+    work(runtime)
+    assert runtime.store.decided_events([e["event_id"] for e in good]) == {e["event_id"] for e in good}
+    failed = Job.fetch_many(FailedJobRegistry(queue=runtime.queue).get_job_ids(),
+                            connection=runtime.redis, serializer=JSONSerializer)
+    assert [j.args[0] for j in failed] == [[["generic", "bad"]]]  # alone
+    assert runtime.store.event_states(["bad"]) == {"bad": "pending"}  # one attempt counted
+    assert runtime.store.parked()["events"] == []
 
 
 def test_a_decision_for_a_superseded_event_does_not_become_current(post_generic, drain, runtime, client):
@@ -244,13 +251,20 @@ def test_a_decision_for_a_superseded_event_does_not_become_current(post_generic,
     post_generic(_event("T-RACE", {"id": "C-RACE", "monthly_spend": 9000, "contract_end": _today(3)}))
     drain()
     current = client.get("/api/tickets/T-RACE", headers=auth()).get_json()
+    assert current["state"] == "written"
     late = Decision(source="generic", ticket_id="T-RACE", customer_id="C-RACE", tier="low", priority="Low",
                     score=0.0, flags=(), reason="Low: no priority signals", components={},
                     weights_version="x", decided_at="2026-11-25T00:00:00Z", event_id="an-older-event")
-    assert runtime.crm.write_decisions([late]).failed  # the desk keeps the current decision
-    runtime.store.record_decisions([late])
+    recorded = runtime.store.record_decisions([late])
     assert client.get("/api/tickets/T-RACE", headers=auth()).get_json() == current
     assert runtime.store.count("decisions") == 2  # still kept as history
+    from plugin.store import decisions as decisions_table
+
+    with runtime.store.engine.connect() as conn:
+        status = conn.execute(decisions_table.select().where(
+            decisions_table.c.id == int(recorded[0].id))).one().status
+    assert status == "superseded"
+    assert runtime.desk("generic").read_tickets(["T-RACE"])["T-RACE"].priority == current["priority"]
 
 
 def test_a_stale_event_can_still_move_creation_time_back(post_generic, drain, runtime, client):

@@ -15,11 +15,12 @@ def test_defaults_need_no_settings(tmp_path: Path, monkeypatch):
     assert s.redis_url is None
     assert s.data_dir == tmp_path / ".clout"
     assert s.database_url == f"sqlite:///{tmp_path / '.clout' / 'clout.db'}"
-    assert s.config.crm.connector == "local"
+    assert s.enabled_desks == ("generic",)
     assert s.config.influence.source == "snapshot"
     assert s.secrets.api_token is None
     assert s.weights.spend == 0.25
-    assert s.desk_priorities("salesforce")["normal"] == "Medium"
+    assert s.desk_priorities("generic")["normal"] == "Normal"
+    assert s.config.service.embedded_redis_fsync == "always"
 
 
 def test_config_file_then_env_override(tmp_path: Path):
@@ -34,8 +35,10 @@ def test_config_file_then_env_override(tmp_path: Path):
 
 
 def test_env_values_are_typed_like_toml():
-    s = load_settings({"CLOUT_QUEUE__RETRY_INTERVALS": "[1, 2]", "CLOUT_QUEUE__NAME": "plain-string"})
-    assert s.config.queue.retry_intervals == [1, 2]
+    s = load_settings({"CLOUT_DELIVERY__RETRY_BASE_SECONDS": "1.5", "CLOUT_QUEUE__NAME": "plain-string",
+                       "CLOUT_DESKS__GENERIC__ENABLED": "true"})
+    assert s.config.delivery.retry_base_seconds == 1.5
+    assert s.desk("generic").enabled is True
     assert s.config.queue.name == "plain-string"
 
 
@@ -100,9 +103,35 @@ def test_secrets_from_env_never_show_in_repr():
 
 def test_desk_mapping_must_cover_every_tier(tmp_path: Path):
     cfg = tmp_path / "c.toml"
-    cfg.write_text("[desks.mydesk.priorities]\nurgent = 'P1'\nhigh = 'P2'\n")
-    with pytest.raises(SettingsError, match="desks.mydesk.priorities.*missing normal, low"):
+    cfg.write_text("[desks.generic.priorities]\nurgent = 'P1'\nhihg = 'P2'\n")
+    with pytest.raises(SettingsError, match="desks.generic.priorities.*unknown hihg"):
         load_settings({"CLOUT_CONFIG": str(cfg)})
+
+
+@pytest.mark.parametrize("toml, message", [
+    ("[desks.mydesk]\nenabled = true\n", "desks.mydesk: unknown desk; known desks: generic"),
+    ("[desks.generic]\nenabled = 'yes'\n", "desks.generic.enabled: Input should be a valid boolean"),
+    ("[desks.generic]\nflush_windo_ms = 5\n", "desks.generic.flush_windo_ms: unknown setting"),
+    ("[desks.generic]\nflush_window_ms = -1\n", "desks.generic.flush_window_ms"),
+    ("[crm]\nconnector = 'local'\n", "crm: this section was replaced by [desks.<desk>]"),
+])
+def test_bad_desk_settings_name_the_key(tmp_path: Path, toml: str, message: str):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(toml)
+    with pytest.raises(SettingsError) as err:
+        load_settings({"CLOUT_CONFIG": str(cfg)})
+    assert message in str(err.value)
+
+
+def test_a_desk_is_validated_by_its_own_settings_class():
+    from connectors.crm.local import GenericDeskSettings
+
+    s = load_settings({"CLOUT_DESKS__GENERIC__FLUSH_WINDOW_MS": "250",
+                       "CLOUT_DESKS__GENERIC__WRITE_DEADLINE_SECONDS": "60"})
+    assert isinstance(s.desk("generic"), GenericDeskSettings)
+    assert s.desk("generic").flush_window_ms == 250
+    assert s.write_deadline("generic") == 60
+    assert load_settings({}).write_deadline("generic") == 3600  # the [delivery] default
 
 
 def test_weights_version_changes_with_weights():

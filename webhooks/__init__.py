@@ -1,37 +1,40 @@
 """Inbound webhooks: one module per desk, each `verify` + `parse` -> `TicketEvent`.
 
-Sources are registered by name; `POST /webhooks/<name>` dispatches to the
-module. Fixtures for each live in `tests/fixtures/<name>/<event>__<variant>.json`.
+A desk names its webhook module (see `connectors.crm`); `POST /webhooks/<desk>`
+dispatches to it when that desk is enabled. Fixtures for each live in `tests/fixtures/<name>/<event>__<variant>.json`.
 """
 
 from __future__ import annotations
 
+import importlib
+import re
 from types import ModuleType
 
 from .base import Parsed, PayloadError, SignatureError, WebhookError, WebhookRequest
 from .event import CustomerFacts, TicketEvent
 
-# name -> module path; modules are imported on first use.
-_SOURCES: dict[str, str] = {
-    "generic": "webhooks.generic",
-}
-
-
-def available() -> list[str]:
-    return sorted(_SOURCES)
+_MODULE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_NOT_SOURCES = {"base", "blueprint", "event"}
 
 
 def get_source(name: str) -> ModuleType | None:
-    """The module for `name`, or None when Clout has no such source."""
-    path = _SOURCES.get(name)
-    if path is None:
-        return None
-    import importlib
+    """The webhook module `webhooks/<name>.py`, or None when there is no such source.
 
-    return importlib.import_module(path)
+    Which sources are served is decided by the app (the enabled desks), so this only
+    turns a checked name into its module; it never imports anything else.
+    """
+    if not _MODULE_NAME.match(name) or name in _NOT_SOURCES:
+        return None
+    try:
+        module = importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"{__name__}.{name}":
+            return None
+        raise
+    return module if hasattr(module, "verify") and hasattr(module, "parse") else None
 
 
 __all__ = [
     "CustomerFacts", "Parsed", "PayloadError", "SignatureError", "TicketEvent",
-    "WebhookError", "WebhookRequest", "available", "get_source",
+    "WebhookError", "WebhookRequest", "get_source",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
@@ -39,9 +40,10 @@ def _read_body(limit: int) -> bytes | None:
 def receive(source: str):
     clout = current_app.extensions["clout"]
     settings = clout.settings
-    module = get_source(source)
+    webhook = clout.webhooks.get(source)  # enabled desk -> its webhook module name
+    module = get_source(webhook) if webhook else None
     if module is None:
-        return _error(404, "unknown_source", f"no webhook source named {source!r}")
+        return _error(404, "unknown_source", f"no enabled webhook source named {source!r}")
 
     limit = settings.config.webhooks.max_body_bytes
     try:
@@ -70,6 +72,8 @@ def receive(source: str):
 
     if not parsed.events:
         return jsonify({"status": "ignored", "reason": parsed.ignored or "no ticket events"}), 200
+    if any(e.source != source for e in parsed.events):  # a desk reusing another's format
+        parsed = replace(parsed, events=tuple(replace(e, source=source) for e in parsed.events))
 
     outcome = clout.intake.accept(source, parsed)
     if outcome.unavailable:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 SOCIAL_NETWORKS: tuple[str, ...] = ("x", "bluesky", "mastodon", "github", "reddit", "youtube")
+OPEN, CLOSED = "open", "closed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +39,9 @@ class TicketEvent:
     customer: CustomerFacts
     subject: str = ""
     description: str = ""
-    desk_priority: str | None = None
+    desk_priority: str | None = None  # the priority the desk shows now, if it said
     ticket_created_at: str | None = None  # ISO 8601, UTC
+    status: str | None = None  # "open" or "closed" as the desk reports it; None: not said
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

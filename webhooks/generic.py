@@ -26,7 +26,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
                       StrictInt, StrictStr, ValidationError)
 
 from .base import Parsed, PayloadError, SignatureError, WebhookRequest
-from .event import SOCIAL_NETWORKS, CustomerFacts, TicketEvent
+from .event import CLOSED, OPEN, SOCIAL_NETWORKS, CustomerFacts, TicketEvent
 
 NAME = "generic"
 SECRET_PREFIX = "whsec_"
@@ -165,11 +165,24 @@ class _Customer(_Model):
     contract_end: Date | None = None
 
 
+# What a sender may call a ticket's state; Clout only needs open or closed.
+STATUSES = {"new": OPEN, "open": OPEN, "pending": OPEN, "on_hold": OPEN, "hold": OPEN,
+            "solved": CLOSED, "resolved": CLOSED, "closed": CLOSED}
+
+
+def _status(value: str) -> str:
+    key = value.strip().lower().replace("-", "_").replace(" ", "_")
+    if key not in STATUSES:
+        raise ValueError(f"must be one of {', '.join(sorted(STATUSES))}")
+    return STATUSES[key]
+
+
 class _Ticket(_Model):
     id: Id
     subject: Text = ""
     description: Text = ""
     priority: Annotated[Text, Field(max_length=64)] | None = None
+    status: Annotated[StrictStr, Field(max_length=32), AfterValidator(_status)] | None = None
     created_at: Timestamp | None = None
 
 
@@ -233,5 +246,6 @@ def parse(request: WebhookRequest) -> Parsed:
         description=event.ticket.description,
         desk_priority=event.ticket.priority,
         ticket_created_at=_iso_utc(event.ticket.created_at),
+        status=event.ticket.status,
     )
     return Parsed(delivery_id=delivery_id, events=(ticket_event,))

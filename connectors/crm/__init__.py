@@ -1,48 +1,41 @@
-"""CRM / desk connectors, registered by name (`[crm] connector` in config).
+"""Desks, registered by name: one line per desk in `DESKS`.
 
-A factory receives keyword arguments only: `store` (Clout's store, for
-connectors that keep state there) plus the connector's own options. Adding a
-desk means adding a module and one `register` line, nothing else.
+A desk module (`connectors/crm/<module>.py`) exposes `DESK`, a `DeskSpec`
+naming its webhook module, its settings class and its connector factory.
+Adding a desk means adding its modules, fixtures and one line below; nothing
+in `plugin/` changes.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import importlib
 
-from .base import CRMConnector, Customer, Decision, WriteResult
+from .base import (CLOSED, OPEN, CRMConnector, Customer, Decision, DeskConnector, DeskSettings,
+                   DeskSpec, DeskTicket, DeskUnavailable, WriteFailure, WriteResult)
 
-Factory = Callable[..., CRMConnector]
-_REGISTRY: dict[str, Factory] = {}
-
-
-def register(name: str) -> Callable[[Factory], Factory]:
-    def deco(factory: Factory) -> Factory:
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
-
-
-def _load_builtin() -> None:
-    # Importing registers; done on first use so importing this package stays cheap.
-    from . import local  # noqa: F401
+# desk name -> module that defines DESK. The desk name is also the webhook path
+# (/webhooks/<name>) and the `source` of every event it sends.
+DESKS: dict[str, str] = {
+    "generic": "connectors.crm.local",
+}
 
 
 def available() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
+    return sorted(DESKS)
 
 
-def build(name: str, **kwargs: Any) -> CRMConnector:
-    """The connector called `name`; a clear error lists the known ones."""
-    _load_builtin()
+def spec(name: str) -> DeskSpec:
+    """The registered desk `name`; a clear error lists the known ones."""
     try:
-        factory = _REGISTRY[name]
+        module = DESKS[name]
     except KeyError:
-        raise ValueError(
-            f"crm.connector: unknown connector {name!r}; available: {', '.join(available())}"
-        ) from None
-    return factory(**kwargs)
+        raise ValueError(f"unknown desk {name!r}; known desks: {', '.join(available())}") from None
+    desk: DeskSpec = importlib.import_module(module).DESK
+    return desk
 
 
-__all__ = ["CRMConnector", "Customer", "Decision", "WriteResult", "available", "build", "register"]
+__all__ = [
+    "CLOSED", "CRMConnector", "Customer", "DESKS", "Decision", "DeskConnector", "DeskSettings",
+    "DeskSpec", "DeskTicket", "DeskUnavailable", "OPEN", "WriteFailure", "WriteResult", "available",
+    "spec",
+]

@@ -1,34 +1,62 @@
-"""The `local` desk: customers and tickets live in Clout's own store.
+"""The `generic` desk: any system that POSTs Clout's JSON event, with tickets kept in the store.
 
-It is the default so the demo and the tests need no outside system, and it is
-the reference for what a real connector must do: answer `fetch_customers` in
-one round trip and write every decision of a batch in one transaction.
+Its webhook is `webhooks/generic.py`. There is no outside desk to write to, so
+the store is the desk: decisions are written to the ticket's desk fields, and
+what the sender's events report (status, priority) is the desk's state. It is
+the default so the demo and the tests need no outside system, and the
+reference for what a real connector must do: answer each call for a whole
+batch in one round trip, and keep Clout's markers (last priority and decision
+id written) so a repeated write and an agent's change can be recognised.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
-from . import register
-from .base import Customer, Decision, WriteResult
+from .base import CLOSED, OPEN, Customer, Decision, DeskSettings, DeskSpec, DeskTicket, WriteResult
 
 
-class LocalCRM:
-    name = "local"
+class GenericDeskSettings(DeskSettings):
+    enabled: bool = True
+    priorities: dict[str, str] = {"urgent": "Urgent", "high": "High", "normal": "Normal",
+                                  "low": "Low"}
 
-    def __init__(self, store: Any) -> None:
+
+class LocalDesk:
+    """Customers and tickets in Clout's own store."""
+
+    max_batch = 500
+
+    def __init__(self, store: Any, name: str = "generic") -> None:
         self._store = store
+        self.name = name
 
     def fetch_customers(self, ids: Sequence[str]) -> dict[str, Customer]:
         return self._store.get_customers(list(ids))
 
+    def read_tickets(self, ticket_ids: Sequence[str]) -> dict[str, DeskTicket]:
+        rows = self._store.local_desk_view(self.name, list(ticket_ids))
+        return {
+            tid: DeskTicket(status=CLOSED if r["status"] == CLOSED else OPEN,
+                            priority=r["priority"], clout_priority=r["clout_priority"],
+                            clout_decision=r["clout_decision"])
+            for tid, r in rows.items()
+        }
+
     def write_decisions(self, decisions: Sequence[Decision]) -> WriteResult:
-        written = set(self._store.write_desk_fields(list(decisions)))
-        failed = {d.ticket_id: "ticket not found, or a newer event superseded this decision"
-                  for d in decisions if d.ticket_id not in written}
-        return WriteResult(written=tuple(sorted(written)), failed=failed)
+        written = self._store.write_local_desk(self.name, list(decisions))
+        return WriteResult(written=tuple(written))
 
 
-@register("local")
-def _factory(*, store: Any, **_options: Any) -> LocalCRM:
-    return LocalCRM(store)
+def connect(settings: GenericDeskSettings, secrets: Mapping[str, str], *, store: Any,
+            session: Any = None) -> LocalDesk:
+    return LocalDesk(store, name="generic")
+
+
+DESK = DeskSpec(
+    name="generic",
+    webhook="generic",
+    settings=GenericDeskSettings,
+    connect=connect,
+    description="Clout's own JSON event (Standard Webhooks); tickets and customers in the store",
+)

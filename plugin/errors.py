@@ -1,0 +1,39 @@
+"""Telling outages from bugs, and describing errors without leaking data.
+
+An outage (the store, Redis or a desk unreachable) must leave work waiting
+for as long as it lasts; a bug or bad data should count towards parking the
+work for an operator. Error texts end up in the store and in logs, so they
+name the kind of failure, never the SQL parameters or payload behind it.
+"""
+
+from __future__ import annotations
+
+import redis
+import requests
+import sqlalchemy.exc as sa_exc
+
+from connectors.crm.base import DeskUnavailable
+
+_OUTAGES: tuple[type[BaseException], ...] = (
+    sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError,
+    redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    requests.ConnectionError, requests.Timeout, DeskUnavailable,
+    ConnectionError, TimeoutError,
+)
+
+
+def is_outage(exc: BaseException) -> bool:
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, _OUTAGES)
+
+
+def describe_error(exc: BaseException, limit: int = 300) -> str:
+    """A short, data-free description: the error class, and for database errors the
+    driver's error class only (their messages carry SQL and parameters)."""
+    if isinstance(exc, sa_exc.StatementError):
+        orig = getattr(exc, "orig", None)
+        return f"{type(exc).__name__}" + (f" ({type(orig).__name__})" if orig is not None else "")
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:limit]
