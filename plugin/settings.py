@@ -260,10 +260,18 @@ def _parse_env_value(raw: str) -> Any:
         return raw
 
 
+def _desk_secret_names() -> set[str]:
+    """Environment variables desks read their secrets from (never settings overrides)."""
+    from connectors import crm
+
+    return {var for name in crm.available() for var in crm.spec(name).settings.secret_env.values()}
+
+
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
+    secret_names = _desk_secret_names()
     for name, raw in env.items():
-        if not name.startswith(ENV_PREFIX) or name in _RESERVED_ENV:
+        if not name.startswith(ENV_PREFIX) or name in _RESERVED_ENV or name in secret_names:
             continue
         if name.startswith(SECRET_ENV_PREFIX):
             continue

@@ -164,3 +164,39 @@ def drain(runtime: Runtime) -> Callable[[], None]:
 
 def auth(token: str = TEST_TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture()
+def acme(base_env: dict[str, str], redis_session: RedisHandle, monkeypatch):
+    """The test-only `acme` desk (tests/desks) next to `generic`, its HTTP server running.
+
+    Yields a factory: `make(**env)` -> (runtime, server); the runtime is installed for jobs.
+    """
+    from connectors import crm
+    from desks.server import AcmeServer
+
+    monkeypatch.setitem(crm.DESKS, "acme", "desks.acme")
+    server = AcmeServer().start()
+    built: list[Runtime] = []
+
+    def make(**extra: str) -> tuple[Runtime, AcmeServer]:
+        env = {**base_env, "CLOUT_DESKS__ACME__ENABLED": "true",
+               "CLOUT_DESKS__ACME__BASE_URL": server.url,
+               "CLOUT_WEBHOOK_SECRET_ACME": TEST_SECRET, "CLOUT_ACME_API_KEY": "acme-key-123",
+               "CLOUT_DELIVERY__RETRY_BASE_SECONDS": "0.2", "CLOUT_DELIVERY__RETRY_MAX_SECONDS": "1",
+               **extra}
+        rt = Runtime(load_settings(env), redis_handle=RedisHandle(client=redis_session.new_client()))
+        if not rt.settings.database_url.startswith("sqlite") and not built:
+            from plugin.store import metadata
+
+            metadata.drop_all(rt.store.engine)
+            metadata.create_all(rt.store.engine)
+        runtime_mod.install(rt)
+        built.append(rt)
+        return rt, server
+
+    yield make
+    runtime_mod.install(None)
+    for rt in built:
+        rt.close()
+    server.stop()
