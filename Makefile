@@ -30,4 +30,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_pipeline.py 1000
 
 clean:
-	rm -rf $(VENV) .clout build *.egg-info .pytest_cache
+	rm -rf $(VENV) .clout build dist *.egg-info .pytest_cache

@@ -29,7 +29,7 @@ from rq.serializers import JSONSerializer
 
 from plugin import create_app
 from plugin import runtime as runtime_mod
-from plugin.queues import enqueue_events
+from plugin.queues import enqueue_events as _enqueue_keys
 from plugin.runtime import Runtime
 from plugin.settings import load_settings
 
@@ -57,6 +57,14 @@ def _headers(msg_id: str, body: bytes) -> dict[str, str]:
     sig = base64.b64encode(hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest())
     return {"webhook-id": msg_id, "webhook-timestamp": str(ts), "webhook-signature": "v1," + sig.decode(),
             "content-type": "application/json"}
+
+
+def enqueue_events(queue, settings, events: list[dict]) -> None:
+    """What the drain does for a batch: the events into the ledger, one job naming them."""
+    rt = runtime_mod.current()
+    rt.store.add_events([{"source": e["source"], "event_id": e["event_id"], "ticket_id": e["ticket_id"],
+                          "occurred_at": e["occurred_at"], "payload": e} for e in events])
+    _enqueue_keys(queue, settings, [[e["source"], e["event_id"]] for e in events])
 
 
 def _drain(rt: Runtime) -> None:
