@@ -614,11 +614,13 @@ class Store:
                 claimed = [ledger_ids[(d.source, d.event_id)] for d in ordered
                            if (d.source, d.event_id) in ledger_ids] + list(settle)
                 if claimed:
+                    # Lock our rows (PostgreSQL; SQLite serialises writers): nobody can take
+                    # them over between this check and the commit.
                     held = conn.execute(
-                        sa.select(sa.func.count()).select_from(events)
+                        sa.select(events.c.id)
                         .where(events.c.id.in_(claimed), events.c.lease_owner == owner,
-                               events.c.state == "pending")).scalar_one()
-                    if held != len(set(claimed)):
+                               events.c.state == "pending").with_for_update()).all()
+                    if len(held) != len(set(claimed)):
                         conn.rollback()
                         return None
             out: list[Decision] = []
