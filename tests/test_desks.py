@@ -12,7 +12,6 @@ import json
 import time
 import uuid
 
-import pytest
 
 from conftest import TEST_SECRET, auth, standard_webhook_headers, work
 from plugin.delivery import backoff_seconds, flush

@@ -8,7 +8,6 @@ import uuid
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-import pytest
 
 from conftest import auth, submit, work
 from connectors.crm.base import Customer
