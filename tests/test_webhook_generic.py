@@ -95,6 +95,7 @@ def test_repeated_delivery_id_is_answered_200_and_not_queued_again(post_generic,
         ("ticket_created__missing_customer", "customer"),
         ("ticket_created__bad_date", "occurred_at"),
         ("ticket_created__bad_date", "customer.contract_end"),
+        ("ticket_updated__bad_status", "ticket.status"),
     ],
 )
 def test_invalid_payload_names_the_field(post_generic, runtime, fixture, field):
@@ -351,3 +352,18 @@ def test_concurrent_repeats_queue_exactly_one_job(app, runtime):
     assert len({job for _, job in results}) == 1
     assert runtime.queue.count == 1
     assert len(_inbox(runtime)) == 1
+
+
+@pytest.mark.parametrize("fixture, status, priority", [
+    ("ticket_updated__solved", "closed", None),
+    ("ticket_updated__agent_priority", "open", "Urgent"),
+    ("ticket_created__full", None, "Normal"),
+])
+def test_ticket_status_and_desk_priority_are_parsed(fixture, status, priority):
+    from webhooks import generic
+    from webhooks.base import WebhookRequest
+
+    body = json.dumps(load_fixture("generic", fixture)).encode()
+    event = generic.parse(WebhookRequest(method="POST", url="", headers={"webhook-id": "m"},
+                                         body=body)).events[0]
+    assert (event.status, event.desk_priority) == (status, priority)
