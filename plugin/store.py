@@ -175,6 +175,11 @@ class WriteOutcome:
     next_attempt_at: dt.datetime | None = None
 
 
+_SETTLED_WRITES = ("written", "agent_override", "closed", "superseded")
+_EVENT_STATE = {"written": "decided", "agent_override": "agent_override", "closed": "closed",
+                "superseded": "superseded"}
+
+
 @dataclass(frozen=True)
 class ClaimedWrite:
     write_id: int
@@ -623,18 +628,15 @@ class Store:
                     if len(held) != len(set(claimed)):
                         conn.rollback()
                         return None
-            out: list[Decision] = []
-            for d in ordered:
-                decision_id = conn.execute(
-                    decisions.insert().values(
-                        source=d.source, ticket_id=d.ticket_id, customer_id=d.customer_id,
-                        event_id=d.event_id or None, tier=d.tier, priority=d.priority,
-                        score=d.score, flags=list(d.flags), reason=d.reason,
-                        components=dict(d.components), weights_version=d.weights_version,
-                        decided_at=_parse_ts(d.decided_at), status="pending",
-                    )
-                ).inserted_primary_key[0]
-                out.append(replace(d, id=str(decision_id)))
+            rows = [dict(source=d.source, ticket_id=d.ticket_id, customer_id=d.customer_id,
+                         event_id=d.event_id or None, tier=d.tier, priority=d.priority,
+                         score=d.score, flags=list(d.flags), reason=d.reason,
+                         components=dict(d.components), weights_version=d.weights_version,
+                         decided_at=_parse_ts(d.decided_at), status="pending") for d in ordered]
+            ids = conn.execute(decisions.insert().returning(decisions.c.id,
+                                                            sort_by_parameter_order=True),
+                               rows).scalars().all()
+            out = [replace(d, id=str(i)) for d, i in zip(ordered, ids, strict=True)]
             current = self._point_tickets(conn, out)
             queued = self._queue_writes(conn, [d for d in out if d.id in current], now)
             stale = [int(d.id) for d in out if d.id not in queued]
@@ -642,31 +644,41 @@ class Store:
                 conn.execute(decisions.update().where(decisions.c.id.in_(stale))
                              .values(status="superseded"))
             if owner is not None:
-                for d in out:
-                    lid = ledger_ids.get((d.source, d.event_id))
-                    if lid is not None:
-                        conn.execute(events.update().where(events.c.id == lid).values(
-                            state="ranked" if d.id in queued else "superseded",
-                            decision_id=int(d.id), lease_owner=None, lease_until=None,
-                            updated_at=now))
-                for state, ids in _group(settle).items():
-                    conn.execute(events.update().where(events.c.id.in_(ids)).values(
+                moved = [{"k_id": ledger_ids[(d.source, d.event_id)], "k_owner": owner,
+                          "v_state": "ranked" if d.id in queued else "superseded",
+                          "v_decision": int(d.id)}
+                         for d in out if (d.source, d.event_id) in ledger_ids]
+                if moved:
+                    conn.execute(events.update()
+                                 .where(events.c.id == sa.bindparam("k_id"),
+                                        events.c.lease_owner == sa.bindparam("k_owner"))
+                                 .values(state=sa.bindparam("v_state"),
+                                         decision_id=sa.bindparam("v_decision"),
+                                         lease_owner=None, lease_until=None, updated_at=now),
+                                 moved)
+                for state, group in _group(settle).items():
+                    conn.execute(events.update().where(events.c.id.in_(group)).values(
                         state=state, lease_owner=None, lease_until=None, updated_at=now))
             return out
 
     def _point_tickets(self, conn: sa.Connection, items: Sequence[Decision]) -> set[str]:
         """Make each decision its ticket's current one, if it answers the current event."""
-        current: set[str] = set()
-        for d in items:
-            guard = [tickets.c.source == d.source, tickets.c.id == d.ticket_id]
-            if d.event_id:
-                guard.append(tickets.c.last_event_id == d.event_id)
-            result = conn.execute(tickets.update().where(*guard).values(
-                decision_id=int(d.id), score=d.score,
-                tier_rank=TIERS.index(d.tier) if d.tier in TIERS else len(TIERS)))
-            if result.rowcount:
-                current.add(d.id)
-        return current
+        if not items:
+            return set()
+        params = [{"k_source": d.source, "k_id": d.ticket_id, "k_event": d.event_id or None,
+                   "v_decision": int(d.id), "v_score": d.score,
+                   "v_rank": TIERS.index(d.tier) if d.tier in TIERS else len(TIERS)} for d in items]
+        conn.execute(
+            tickets.update()
+            .where(tickets.c.source == sa.bindparam("k_source"), tickets.c.id == sa.bindparam("k_id"),
+                   sa.or_(sa.bindparam("k_event").is_(None),
+                          tickets.c.last_event_id == sa.bindparam("k_event")))
+            .values(decision_id=sa.bindparam("v_decision"), score=sa.bindparam("v_score"),
+                    tier_rank=sa.bindparam("v_rank")),
+            params)
+        mine = [int(d.id) for d in items]
+        return {str(r[0]) for r in conn.execute(
+            sa.select(tickets.c.decision_id).where(tickets.c.decision_id.in_(mine)))}
 
     def _queue_writes(self, conn: sa.Connection, items: Sequence[Decision],
                       now: dt.datetime) -> set[str]:
@@ -761,52 +773,73 @@ class Store:
 
     def settle_writes(self, owner: str, outcomes: Sequence["WriteOutcome"]) -> None:
         """Record what happened to claimed writes. A row whose decision was replaced while
-        we wrote stays pending for the newer one; the decision we wrote is kept as history."""
+        we wrote stays pending for the newer one; the decision we wrote is kept as history.
+        Every change is conditional on still holding the lease."""
         if not outcomes:
             return
         now = utcnow()
-        with self.engine.begin() as conn:
-            for o in sorted(outcomes, key=lambda o: o.write_id):
-                mine = [writes.c.id == o.write_id, writes.c.lease_owner == owner]
-                same = mine + [writes.c.decision_id == o.decision_id]
-                if o.status in ("written", "agent_override", "closed", "superseded"):
-                    conn.execute(writes.update().where(*same).values(
-                        state="done", lease_owner=None, lease_until=None, last_error=None,
-                        updated_at=now))
-                    conn.execute(writes.update().where(*mine).values(
-                        lease_owner=None, lease_until=None))  # a newer decision waits: still due
-                    self._settle_decision(conn, o, now)
-                else:  # "retry" or "failed"
-                    values: dict[str, Any] = {
-                        "attempts": writes.c.attempts + 1, "last_error": o.error,
-                        "retryable": o.retryable, "lease_owner": None, "lease_until": None,
-                        "first_failed_at": sa.func.coalesce(writes.c.first_failed_at, now),
-                        "updated_at": now}
-                    if o.status == "failed":
-                        values["state"] = "failed"
-                    if o.next_attempt_at is not None:
-                        values["next_attempt_at"] = o.next_attempt_at
-                    conn.execute(writes.update().where(*same).values(**values))
-                    conn.execute(writes.update().where(*mine).values(
-                        lease_owner=None, lease_until=None))
-                    if o.status == "failed":
-                        conn.execute(decisions.update().where(decisions.c.id == o.decision_id)
-                                     .values(status="failed"))
+        settled = [o for o in outcomes if o.status in _SETTLED_WRITES]
+        failing = [o for o in outcomes if o.status not in _SETTLED_WRITES]
+        key = {"k_id": sa.bindparam("k_id"), "k_owner": sa.bindparam("k_owner")}
+        mine = [writes.c.id == key["k_id"], writes.c.lease_owner == key["k_owner"]]
+        same = mine + [writes.c.decision_id == sa.bindparam("k_decision")]
 
-    def _settle_decision(self, conn: sa.Connection, o: "WriteOutcome", now: dt.datetime) -> None:
-        conn.execute(decisions.update().where(decisions.c.id == o.decision_id).values(
-            status=o.status, written_at=now if o.status == "written" else None))
-        event_state = {"written": "decided", "agent_override": "agent_override",
-                       "closed": "closed", "superseded": "superseded"}[o.status]
-        conn.execute(events.update().where(events.c.decision_id == o.decision_id,
-                                           events.c.state.in_(("ranked", "failed")))
-                     .values(state=event_state, updated_at=now))
-        ticket = [tickets.c.source == o.source, tickets.c.id == o.ticket_id]
-        if o.status == "written":
-            conn.execute(tickets.update().where(*ticket, tickets.c.decision_id == o.decision_id)
-                         .values(decided_event_id=o.event_id or None))
-        elif o.status == "closed":
-            conn.execute(tickets.update().where(*ticket).values(status="closed"))
+        def params(items: Sequence[WriteOutcome], **extra: Any) -> list[dict[str, Any]]:
+            return [{"k_id": o.write_id, "k_owner": owner, "k_decision": o.decision_id,
+                     **{k: f(o) for k, f in extra.items()}} for o in items]
+
+        with self.engine.begin() as conn:
+            if settled:
+                conn.execute(writes.update().where(*same).values(
+                    state="done", lease_owner=None, lease_until=None, last_error=None,
+                    updated_at=now), params(settled))
+                conn.execute(decisions.update().where(decisions.c.id == sa.bindparam("k_decision"))
+                             .values(status=sa.bindparam("v_status"),
+                                     written_at=sa.bindparam("v_written")),
+                             params(settled, v_status=lambda o: o.status,
+                                    v_written=lambda o: now if o.status == "written" else None))
+                conn.execute(events.update()
+                             .where(events.c.decision_id == sa.bindparam("k_decision"),
+                                    sa.or_(events.c.state == "ranked", events.c.state == "failed"))
+                             .values(state=sa.bindparam("v_state"), updated_at=now),
+                             params(settled, v_state=lambda o: _EVENT_STATE[o.status]))
+                written = [o for o in settled if o.status == "written"]
+                if written:
+                    conn.execute(tickets.update()
+                                 .where(tickets.c.source == sa.bindparam("v_source"),
+                                        tickets.c.id == sa.bindparam("v_ticket"),
+                                        tickets.c.decision_id == sa.bindparam("k_decision"))
+                                 .values(decided_event_id=sa.bindparam("v_event")),
+                                 params(written, v_source=lambda o: o.source,
+                                        v_ticket=lambda o: o.ticket_id,
+                                        v_event=lambda o: o.event_id or None))
+                closed = [o for o in settled if o.status == "closed"]
+                if closed:
+                    conn.execute(tickets.update()
+                                 .where(tickets.c.source == sa.bindparam("v_source"),
+                                        tickets.c.id == sa.bindparam("v_ticket"))
+                                 .values(status="closed"),
+                                 params(closed, v_source=lambda o: o.source,
+                                        v_ticket=lambda o: o.ticket_id))
+            for o in failing:
+                values: dict[str, Any] = {
+                    "attempts": writes.c.attempts + 1, "last_error": o.error,
+                    "retryable": o.retryable, "lease_owner": None, "lease_until": None,
+                    "first_failed_at": sa.func.coalesce(writes.c.first_failed_at, now),
+                    "updated_at": now}
+                if o.status == "failed":
+                    values["state"] = "failed"
+                if o.next_attempt_at is not None:
+                    values["next_attempt_at"] = o.next_attempt_at
+                conn.execute(writes.update().where(
+                    writes.c.id == o.write_id, writes.c.lease_owner == owner,
+                    writes.c.decision_id == o.decision_id).values(**values))
+                if o.status == "failed":
+                    conn.execute(decisions.update().where(decisions.c.id == o.decision_id)
+                                 .values(status="failed"))
+            # A row whose decision was replaced while we wrote: still due, for the newer one.
+            conn.execute(writes.update().where(*mine).values(lease_owner=None, lease_until=None),
+                         params(outcomes))
 
     def parked(self, limit: int = 50) -> dict[str, list[dict[str, Any]]]:
         """What waits for an operator: parked desk writes and events that failed for good."""
@@ -887,18 +920,22 @@ class Store:
 
     def write_local_desk(self, source: str, items: Sequence[Decision]) -> list[str]:
         """The local desk's own priority/flags/reason fields; returns ticket ids written."""
-        written: list[str] = []
+        if not items:
+            return []
         now = utcnow()
+        ids = sorted({d.ticket_id for d in items})
         with self.engine.begin() as conn:
-            for d in sorted(items, key=lambda d: d.ticket_id):
-                result = conn.execute(
-                    tickets.update().where(tickets.c.source == source, tickets.c.id == d.ticket_id)
-                    .values(desk_priority=d.priority, desk_flags=list(d.flags),
-                            desk_reason=d.reason, clout_priority=d.priority,
-                            clout_decision_id=d.id, clout_written_at=now))
-                if result.rowcount:
-                    written.append(d.ticket_id)
-        return written
+            conn.execute(
+                tickets.update()
+                .where(tickets.c.source == source, tickets.c.id == sa.bindparam("k_id"))
+                .values(desk_priority=sa.bindparam("v_priority"), desk_flags=sa.bindparam("v_flags"),
+                        desk_reason=sa.bindparam("v_reason"), clout_priority=sa.bindparam("v_priority"),
+                        clout_decision_id=sa.bindparam("v_decision"), clout_written_at=now),
+                [{"k_id": d.ticket_id, "v_priority": d.priority, "v_flags": list(d.flags),
+                  "v_reason": d.reason, "v_decision": d.id}
+                 for d in sorted(items, key=lambda d: d.ticket_id)])
+            return [r[0] for r in conn.execute(
+                sa.select(tickets.c.id).where(tickets.c.source == source, tickets.c.id.in_(ids)))]
 
     # -- views ---------------------------------------------------------------
 
