@@ -65,20 +65,26 @@ def rank_tickets(rt: Any, rows: Sequence[dict[str, Any]],
 
     version = weights.version()
     decided_at = now.isoformat().replace("+00:00", "Z")
+    # Plain lists first: per-row .iat lookups on a DataFrame cost more than the ranking.
+    tiers = ranked["tier"].astype(str).tolist()
+    scores = ranked["score"].astype(float).tolist()
+    flags = ranked["flags"].tolist()
+    reasons = ranked["reason"].astype(str).tolist()
+    priorities = desk_values.astype(str).tolist()
+    parts = {name: ranked[f"c_{name}"].astype(float).round(4).tolist() for name in COMPONENTS}
+    influence_scores = frame["influence"].astype(float).tolist()
     return [
         Decision(
             source=row["source"],
             ticket_id=row["id"],
             customer_id=row["customer_id"],
-            tier=str(ranked["tier"].iat[i]),
-            priority=str(desk_values.iat[i]),
-            score=float(ranked["score"].iat[i]),
-            flags=tuple(ranked["flags"].iat[i]),
-            reason=str(ranked["reason"].iat[i]),
-            components={
-                **{name: round(float(ranked[f"c_{name}"].iat[i]), 4) for name in COMPONENTS},
-                "influence_score": float(frame["influence"].iat[i]),
-            },
+            tier=tiers[i],
+            priority=priorities[i],
+            score=scores[i],
+            flags=tuple(flags[i]),
+            reason=reasons[i],
+            components={**{name: parts[name][i] for name in COMPONENTS},
+                        "influence_score": influence_scores[i]},
             weights_version=version,
             decided_at=decided_at,
             event_id=row.get("event_id") or "",
