@@ -1,24 +1,21 @@
 """The `clout` command.
 
     clout demo     embedded Redis + web + one worker, demo tickets in, ranked queue out, exit
-    clout run      the same stack, kept up until Ctrl-C
+    clout run      the same stack, kept up (dead parts restarted) until Ctrl-C
     clout web      the web app only (REDIS_URL, or join/start the embedded Redis)
     clout worker   one RQ worker only
 """
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
 import logging
 import os
-import secrets as pysecrets
 import signal
 import sys
-import time
-from typing import Any
+from typing import Any, Callable
 
 import click
+from redis.exceptions import RedisError
 
 from .settings import Settings, SettingsError, load_settings
 
@@ -52,6 +49,28 @@ def _shutting_down() -> None:
     """A second Ctrl-C or SIGTERM must not abort the shutdown half-way (orphaning Redis)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+class _StopFlag:
+    """Set by a signal handler, read by a loop."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def __bool__(self) -> bool:
+        return self._set
+
+
+def _signals_call(action: Callable[[], None]) -> None:
+    """Ctrl-C and SIGTERM call `action` instead of raising where the main thread happens to be."""
+    def handler(signum: int, _frame: Any) -> None:
+        action()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _runtime(settings: Settings):
@@ -108,7 +127,13 @@ def demo(host: str, port: int, timeout: float) -> None:
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Worker processes to start.")
 def run(host: str, port: int, workers: int) -> None:
-    """Web + workers + embedded Redis (when REDIS_URL is unset), until Ctrl-C."""
+    """Web + workers + embedded Redis (when REDIS_URL is unset), until Ctrl-C or SIGTERM.
+
+    A worker that exits is started again (back-off 1 s doubling to 30 s); an embedded
+    redis-server that dies is started again on the same socket; meanwhile the web app
+    answers 503 where it needs Redis.
+    """
+    from .redis_conn import EmbeddedRedisError
     from .services import LocalStack, PortInUse
 
     settings = _load()
@@ -121,13 +146,17 @@ def run(host: str, port: int, workers: int) -> None:
     stack = LocalStack(rt, host=host, port=port, workers=workers)
     _sigterm_as_exit()
     try:
-        stack.start()
+        try:
+            stack.start()
+        except (RedisError, EmbeddedRedisError) as exc:
+            raise click.ClickException(f"cannot reach Redis ({_describe(rt)}): {exc}") from None
         click.echo(f"Clout is up on {stack.base_url} ({workers} worker(s); queue: {_describe(rt)}). "
                    "Ctrl-C stops.")
-        while True:
-            time.sleep(1)
-            if not stack.workers_alive():
-                raise click.ClickException("a worker process exited; stopping")
+        # From here on a signal only asks the supervisor to stop: it never interrupts a
+        # restart half-way (a redis-server started but not yet recorded would be orphaned).
+        _signals_call(stack.request_stop)
+        stack.supervise()  # restarts dead workers and a dead embedded redis-server
+        click.echo("\nStopping...")
     except PortInUse as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
@@ -143,25 +172,37 @@ def run(host: str, port: int, workers: int) -> None:
 def web(host: str, port: int) -> None:
     """The web app only (for production, run `gunicorn 'plugin:create_app()'`)."""
     from .app import create_app
-    from .services import PortInUse, serve_in_thread
+    from .redis_conn import EmbeddedRedisError
+    from .services import PortInUse, RedisWatch, serve_in_thread
 
     settings = _load()
     _setup_logging(settings.config.service.log_level)
     rt = _runtime(settings)
     _sigterm_as_exit()
     server = None
+    watch = None
     try:
-        rt.redis.ping()
+        try:
+            rt.redis.ping()
+        except (RedisError, EmbeddedRedisError) as exc:
+            raise click.ClickException(f"cannot reach Redis ({_describe(rt)}): {exc}") from None
         server, thread = serve_in_thread(create_app(runtime=rt), host, port)
         click.echo(f"Clout web on http://{host}:{server.server_port} (queue: {_describe(rt)})")
-        while thread.is_alive():
+        watch = RedisWatch(rt.redis_handle)
+        stop = _StopFlag()
+        _signals_call(stop.set)
+        while thread.is_alive() and not stop:
             thread.join(1)
+            if not stop:
+                watch.check()  # starts the embedded redis-server again if it died
     except PortInUse as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         pass
     finally:
         _shutting_down()
+        if watch is not None:
+            watch.close()
         if server is not None:
             server.shutdown()
             server.server_close()

@@ -14,7 +14,7 @@ import os
 import threading
 from typing import Any, Callable, TypeVar
 
-from .redis_conn import RedisHandle, connect
+from .redis_conn import RedisHandle, connect, fsync_policy
 from .settings import Settings, load_settings
 from .store import Store
 
@@ -55,7 +55,8 @@ class Runtime:
 
     @property
     def redis_handle(self) -> RedisHandle:
-        return self._get("redis_handle", lambda: connect(self.settings.redis_url, self.settings.data_dir))
+        return self._get("redis_handle", lambda: connect(
+            self.settings.redis_url, self.settings.data_dir, fsync=fsync_policy(self.settings)))
 
     @property
     def redis(self):

@@ -31,11 +31,12 @@ def _clout(*args: str) -> list[str]:
 
 
 def _embedded_pid(data_dir: Path) -> int | None:
-    settings_file = data_dir / "redis" / "clout.rdb.settings"
-    if not settings_file.exists():
+    """The embedded redis-server's pid, from the record Clout keeps while it runs."""
+    record = data_dir / "redis" / "server.json"
+    try:
+        return int(json.loads(record.read_text())["pid"])
+    except (OSError, ValueError, KeyError):
         return None
-    pidfile = Path(json.loads(settings_file.read_text())["pidfile"])
-    return int(pidfile.read_text()) if pidfile.exists() else None
 
 
 def _gone(pid: int | None, timeout: float = 10) -> bool:
@@ -59,8 +60,14 @@ def test_demo_prints_the_ranked_queue_and_exits_0(tmp_path: Path):
     assert "Decided 12/12" in out
     for header in ("Priority", "Customer", "Flags", "Reason"):
         assert header in out
-    rows = [line for line in out.splitlines() if re.match(r"^\s*\d+\s+(Urgent|High|Normal|Low)\b", line)]
+    first, _, second = out.partition("An agent sets")
+    rows = [line for line in first.splitlines() if re.match(r"^\s*\d+\s+(Urgent|High|Normal|Low)\b", line)]
     assert len(rows) == 12, out
+    # Act two: the agent's priority stands and the solved ticket left the queue.
+    assert "the agent's Urgent stands (state: agent_override; not overwritten)" in second
+    assert "T-2006: solved, left the queue (11 open tickets now)" in second
+    rows = [line for line in second.splitlines() if re.match(r"^\s*\d+\s+(Urgent|High|Normal|Low)\b", line)]
+    assert len(rows) == 11 and "(agent)" in second, out
     # Throwaway secrets are never printed.
     assert "whsec_" not in out + proc.stderr
     # The embedded Redis stopped with the demo.
@@ -120,11 +127,37 @@ def test_bad_setting_stops_startup_with_a_clear_message(tmp_path: Path):
     assert "Traceback" not in proc.stderr
 
 
-def test_unknown_connector_stops_startup(tmp_path: Path):
-    env = _env(tmp_path, CLOUT_CRM__CONNECTOR="nosuchcrm")
+def test_unknown_desk_stops_startup(tmp_path: Path):
+    env = _env(tmp_path, CLOUT_DESKS__NOSUCHDESK__ENABLED="true")
     proc = subprocess.run(_clout("worker", "--burst"), env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
-    assert "crm.connector" in proc.stderr and "local" in proc.stderr
+    assert "desks.nosuchdesk: unknown desk" in proc.stderr and "generic" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_failed_lists_parked_work_and_retry_puts_it_back(tmp_path: Path):
+    """`clout failed` from a shell: what is parked, then --retry."""
+    from plugin.settings import load_settings
+    from plugin.store import Store, events
+
+    env = _env(tmp_path)
+    quiet = subprocess.run(_clout("failed"), env=env, capture_output=True, text=True, timeout=60)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "Nothing is parked" in quiet.stdout
+    store = Store.from_url(load_settings(env).database_url)
+    store.add_events([{"source": "generic", "event_id": "evt-parked", "ticket_id": "T-P",
+                       "payload": {}, "occurred_at": None}])
+    with store.engine.begin() as conn:
+        conn.execute(events.update().values(state="failed", attempts=5, last_error="KeyError: 'customer'"))
+    listed = subprocess.run(_clout("failed"), env=env, capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert "Events parked: 1" in listed.stdout and "evt-parked" in listed.stdout
+    assert "KeyError" in listed.stdout and "--retry" in listed.stdout
+    again = subprocess.run(_clout("failed", "--retry"), env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr
+    assert "Put back to work: 0 write(s), 1 event(s)" in again.stdout
+    assert store.event_states(["evt-parked"]) == {"evt-parked": "pending"}
+    store.dispose()
 
 
 def test_port_in_use_is_a_clear_error(tmp_path: Path):
@@ -149,7 +182,7 @@ def test_worker_burst_alone_does_not_orphan_redis(tmp_path: Path):
     proc = subprocess.run(_clout("worker", "--burst"), env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert _gone(_embedded_pid(tmp_path / "data"))
-    assert not (tmp_path / "data" / "redis" / "clout.rdb.settings").exists()
+    assert not (tmp_path / "data" / "redis" / "server.json").exists()
 
 
 def test_second_sigterm_during_shutdown_still_stops_redis(tmp_path: Path):
