@@ -77,6 +77,8 @@ class Intake:
                     except redis.WatchError:
                         # The same delivery raced us and won: loop to report it as a duplicate.
                         continue
-        except redis.RedisError:
-            log.exception("could not queue %s delivery", source)
+        except redis.RedisError as exc:
+            # The desk is told 503 and retries; one line per refusal, not a traceback.
+            log.warning("could not queue a %s delivery (answered 503): %s", source,
+                        type(exc).__name__)
             return Outcome(unavailable=True)
