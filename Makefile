@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test run bench clean install
+.PHONY: demo test run bench crash-table clean install
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_influence.py
 	$(BIN)/python bench/bench_priority.py
 	$(BIN)/python bench/bench_pipeline.py 1000
+	$(BIN)/python bench/bench_redis_fsync.py
+
+crash-table: $(STAMP)
+	$(BIN)/python bench/crash_table.py
 
 clean:
 	rm -rf $(VENV) .clout build dist *.egg-info .pytest_cache
