@@ -3,7 +3,8 @@
     clout demo     embedded Redis + web + one worker, demo tickets in, ranked queue out, exit
     clout run      the same stack, kept up (dead parts restarted) until Ctrl-C
     clout web      the web app only (REDIS_URL, or join/start the embedded Redis)
-    clout worker   one RQ worker only
+    clout worker   one RQ worker, with the reconcile ticker
+    clout failed   parked desk writes and events; --retry puts them back to work
 """
 
 from __future__ import annotations
