@@ -59,7 +59,14 @@ def drain_inbox() -> dict[str, int]:
     from .inbox import drain
 
     rt = runtime_mod.current()
-    return drain(rt.redis, rt.settings, rt.store)
+    try:
+        return drain(rt.redis, rt.settings, rt.store)
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        # The events stay in the inbox; reconcile queues the next drain.
+        log.warning("drain deferred by an outage: %s", describe_error(exc))
+        return {"batches": 0, "events": 0, "deferred": 1}
 
 
 def process_events(keys: list[list[str]]) -> dict[str, Any]:
@@ -73,7 +80,13 @@ def process_events(keys: list[list[str]]) -> dict[str, Any]:
     rt = runtime_mod.current()
     cfg = rt.settings.config.delivery
     owner = uuid.uuid4().hex
-    claimed = rt.store.claim_events([(k[0], k[1]) for k in keys], owner, cfg.lease_seconds)
+    try:
+        claimed = rt.store.claim_events([(k[0], k[1]) for k in keys], owner, cfg.lease_seconds)
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        log.warning("%d event(s) wait for an outage to end: %s", len(keys), describe_error(exc))
+        return {"claimed": 0, "decided": 0, "deferred": len(keys), "error": describe_error(exc)}
     if not claimed:
         return {"claimed": 0, "decided": 0}
     ids = [c["id"] for c in claimed]
