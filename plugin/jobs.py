@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import uuid
 from dataclasses import replace
 from typing import Any, Sequence
@@ -81,7 +82,8 @@ def process_events(keys: list[list[str]]) -> dict[str, Any]:
     cfg = rt.settings.config.delivery
     owner = uuid.uuid4().hex
     try:
-        claimed = rt.store.claim_events([(k[0], k[1]) for k in keys], owner, cfg.lease_seconds)
+        claimed = rt.store.claim_events([(k[0], k[1]) for k in keys], owner, cfg.lease_seconds,
+                                        max_attempts=cfg.max_event_attempts)
     except Exception as exc:
         if not is_outage(exc):
             raise
@@ -91,13 +93,15 @@ def process_events(keys: list[list[str]]) -> dict[str, Any]:
         return {"claimed": 0, "decided": 0}
     ids = [c["id"] for c in claimed]
     try:
-        return _decide(rt, owner, claimed)
+        with LeaseKeeper(lambda: rt.store.extend_event_leases(owner, ids, cfg.lease_seconds),
+                         every=cfg.lease_seconds / 3):
+            return _decide(rt, owner, claimed)
     except Exception as exc:
         outage = is_outage(exc)
         why = describe_error(exc)
         split = not outage and len(claimed) > 1
         try:
-            parked = rt.store.release_events(owner, ids, error=why, count_attempt=not outage and not split,
+            parked = rt.store.release_events(owner, ids, error=why, refund=outage or split,
                                              max_attempts=cfg.max_event_attempts)
         except Exception as inner:  # the store is down too: the leases simply run out
             log.warning("could not release %d event(s): %s", len(ids), describe_error(inner))
@@ -122,6 +126,34 @@ def process_events(keys: list[list[str]]) -> dict[str, Any]:
             log.error("event parked after %d attempts: %s (see `clout failed`)",
                       cfg.max_event_attempts, why)
         raise
+
+
+class LeaseKeeper:
+    """Renews a lease every `every` seconds while a block runs, so a batch slower than
+    `delivery.lease_seconds` (slow desk, big lookups) is not taken over mid-way. If the
+    process freezes or dies, renewals stop and the lease runs out as designed."""
+
+    def __init__(self, renew: Any, every: float) -> None:
+        self._renew = renew
+        self._every = max(0.5, every)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="clout-lease", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            try:
+                if not self._renew():
+                    return  # nothing left to hold (taken over, or settled)
+            except Exception as exc:  # the store is away: the lease may lapse, the fence decides
+                log.warning("lease renewal failed: %s", describe_error(exc))
+
+    def __enter__(self) -> "LeaseKeeper":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def _decide(rt: Any, owner: str, claimed: list[dict[str, Any]]) -> dict[str, Any]:
@@ -222,10 +254,22 @@ def schedule_flush(rt: Any, desk: str) -> bool:
     return True
 
 
-def flush_writes(desk: str) -> dict[str, int]:
+def flush_writes(desk: str, include_parked: bool = False) -> dict[str, int]:
+    """Write a desk's due decisions; `include_parked` also retries parked transient failures
+    whose slow retry is due (reconcile asks for that)."""
     from .delivery import flush
+    from .store import utcnow
 
-    return flush(runtime_mod.current(), desk)
+    rt = runtime_mod.current()
+    parked_before = None
+    if include_parked:
+        parked_before = utcnow() - dt.timedelta(
+            seconds=rt.settings.config.delivery.parked_retry_seconds)
+    try:
+        return flush(rt, desk, parked_before=parked_before)
+    finally:
+        if include_parked:
+            rt.redis.delete(rt.settings.redis_key("flush-queued", desk))
 
 
 def reconcile() -> dict[str, Any]:

@@ -1,18 +1,18 @@
 """The reconcile pass: whatever a crash, an outage or the clock left undone, done again.
 
 Run as an RQ job every `delivery.reconcile_interval_seconds` (see
-`plugin.ticker`). Each step is idempotent and works under leases, so several
-workers may run it; a Redis lock keeps it to one at a time anyway, since two
-would only repeat each other's reads. Steps, in order:
+`plugin.ticker`). Each step is idempotent and works under leases, so two
+reconciles running at once (one outlived its queued-marker) only repeat each
+other's reads; there is no lock a dead worker could hold. Steps, in order:
 
 1. the Redis inbox: queue a drain if events wait (its drain job may have died);
 2. the ledger: events nobody holds (never picked up, or a dead worker's lease
    ran out) go into fresh batch jobs; ones that already failed go alone;
-3. the outbox: every enabled desk's due writes, and parked transient ones
-   every `delivery.parked_retry_seconds`;
+3. the outbox: a `flush_writes` job for every enabled desk with due writes
+   (parked transient ones every `delivery.parked_retry_seconds`);
 4. every `delivery.rerank_interval_seconds`: open tickets are ranked again and
    those whose tier moved (waiting time, renewal distance) are written;
-5. with it, settled ledger rows older than the dedupe window are forgotten.
+5. hourly, settled ledger rows older than the dedupe window are forgotten.
 """
 
 from __future__ import annotations
@@ -26,27 +26,26 @@ from .errors import describe_error, is_outage
 from .inbox import ensure_drain
 from .queues import enqueue_events
 from .store import utcnow
+from .ticker import pending_key
 
 log = logging.getLogger(__name__)
 
 RERANK_PAGE = 2000
+PRUNE_INTERVAL = 3600
 
 
 def run(rt: Any) -> dict[str, Any]:
     settings = rt.settings
     cfg = settings.config.delivery
-    lock = rt.redis.lock(settings.redis_key("reconcile-lock"), timeout=max(60, cfg.lease_seconds * 2),
-                         blocking_timeout=0, thread_local=False)
-    if not lock.acquire():
-        return {"skipped": "another reconcile is running"}
     out: dict[str, Any] = {}
     try:
         out["drain_job"] = ensure_drain(rt.redis, settings, force=True)
         out["redriven"] = redrive(rt)
-        out["writes"] = flush_all(rt)
+        out["flush_jobs"] = queue_flushes(rt)
         if cfg.rerank_interval_seconds and rt.redis.set(
                 settings.redis_key("rerank-due"), "1", nx=True, ex=cfg.rerank_interval_seconds):
             out["reranked"] = rerank(rt)
+        if rt.redis.set(settings.redis_key("prune-due"), "1", nx=True, ex=PRUNE_INTERVAL):
             out["pruned"] = rt.store.prune(
                 utcnow() - dt.timedelta(seconds=settings.config.webhooks.dedupe_ttl_seconds))
     except Exception as exc:
@@ -56,17 +55,22 @@ def run(rt: Any) -> dict[str, Any]:
         out["error"] = describe_error(exc)
     finally:
         try:
-            lock.release()
-        except Exception:  # expired, or Redis gone: it times out by itself
+            rt.redis.delete(pending_key(settings))  # the next tick may queue another
+        except Exception:  # Redis away: the key expires by itself
             pass
     return out
 
 
 def redrive(rt: Any) -> int:
-    """Queue fresh batch jobs for ledger events nobody is working on."""
+    """Queue fresh batch jobs for ledger events nobody is working on.
+
+    Events whose lease ran out always go; events never picked up only when the queue
+    is empty, since in a backlog they are most likely in a job that simply waits its turn.
+    """
     cfg = rt.settings.config.delivery
     size = rt.settings.config.queue.batch_size
-    waiting = rt.store.claimable_events(cfg.stale_after_seconds, limit=size * 20)
+    waiting = rt.store.claimable_events(cfg.stale_after_seconds, limit=size * 20,
+                                        expired_only=rt.queue.count > 0)
     if not waiting:
         return 0
     fresh = [[e["source"], e["event_id"]] for e in waiting if e["attempts"] == 0]
@@ -81,15 +85,21 @@ def redrive(rt: Any) -> int:
     return len(waiting)
 
 
-def flush_all(rt: Any) -> dict[str, dict[str, int]]:
-    """Due writes of every desk that has some (including parked ones due a slow retry)."""
+def queue_flushes(rt: Any) -> list[str]:
+    """A `flush_writes` job per desk with due writes (parked ones included when their slow
+    retry is due); separate jobs, so a slow desk never holds up reconcile or other desks."""
+    from .queues import FLUSH_WRITES, job_options
+
     parked_before = utcnow() - dt.timedelta(seconds=rt.settings.config.delivery.parked_retry_seconds)
     enabled = set(rt.settings.enabled_desks)
-    out = {}
-    for desk in rt.store.desks_with_due_writes(parked_before):
-        if desk in enabled:
-            out[desk] = flush(rt, desk, parked_before=parked_before)
-    return out
+    desks = [d for d in rt.store.desks_with_due_writes(parked_before) if d in enabled]
+    for desk in desks:
+        # One queued flush per desk at a time; the key lapses if its worker dies.
+        if rt.redis.set(rt.settings.redis_key("flush-queued", desk), "1", nx=True,
+                        ex=rt.settings.config.delivery.lease_seconds):
+            rt.queue.enqueue_call(FLUSH_WRITES, args=(desk, True), at_front=True,
+                                  description=f"write due {desk} decisions", **job_options(rt.settings))
+    return desks
 
 
 def rerank(rt: Any) -> int:

@@ -512,24 +512,32 @@ class Store:
             conn.execute(stmt, prepared)
 
     def claim_events(self, keys: Sequence[tuple[str, str]], owner: str,
-                     lease_seconds: float) -> list[dict[str, Any]]:
+                     lease_seconds: float, max_attempts: int = 1_000_000) -> list[dict[str, Any]]:
         """Lease the pending events among `keys` to `owner`; returns what was claimed.
 
         An event leased to someone else (still within its lease) or already settled
-        is skipped, so two workers never rank the same event at once.
+        is skipped, so two workers never rank the same event at once. Every claim
+        counts an attempt up front, so a work-horse killed by an event (out of memory,
+        a hard timeout) still counts; outages give it back (`release_events`). An event
+        already tried `max_attempts` times is parked instead of claimed.
         """
         if not keys:
             return []
         now = utcnow()
         key_match = sa.tuple_(events.c.source, events.c.event_id).in_(list(dict.fromkeys(keys)))
+        unleased = sa.or_(events.c.lease_until.is_(None), events.c.lease_until < now)
         with self.engine.begin() as conn:
+            conn.execute(events.update()
+                         .where(key_match, events.c.state == "pending", unleased,
+                                events.c.attempts >= max_attempts)
+                         .values(state="failed", lease_owner=None, lease_until=None,
+                                 updated_at=now))
             free = (sa.select(events.c.id)
-                    .where(key_match, events.c.state == "pending",
-                           sa.or_(events.c.lease_until.is_(None), events.c.lease_until < now)))
+                    .where(key_match, events.c.state == "pending", unleased))
             if conn.dialect.name == "postgresql":
                 free = free.with_for_update(skip_locked=True)
             conn.execute(events.update().where(events.c.id.in_(free.scalar_subquery()))
-                         .values(lease_owner=owner,
+                         .values(lease_owner=owner, attempts=events.c.attempts + 1,
                                  lease_until=now + dt.timedelta(seconds=lease_seconds)))
             rows = conn.execute(sa.select(events.c.id, events.c.payload, events.c.attempts)
                                 .where(key_match, events.c.lease_owner == owner,
@@ -537,28 +545,43 @@ class Store:
                                 .order_by(events.c.id))
             return [{"id": r.id, "payload": r.payload, "attempts": r.attempts} for r in rows]
 
-    def claimable_events(self, older_than: float, limit: int) -> list[dict[str, Any]]:
-        """Pending events nobody is working on (never picked up, or their lease ran out)."""
+    def extend_event_leases(self, owner: str, ids: Sequence[int], lease_seconds: float) -> int:
+        """Keep holding claimed events while a slow batch works; returns how many are still ours."""
+        if not ids:
+            return 0
+        with self.engine.begin() as conn:
+            return conn.execute(events.update()
+                                .where(events.c.id.in_(list(ids)), events.c.lease_owner == owner,
+                                       events.c.state == "pending")
+                                .values(lease_until=utcnow() + dt.timedelta(seconds=lease_seconds))
+                                ).rowcount or 0
+
+    def claimable_events(self, older_than: float, limit: int, *,
+                         expired_only: bool = False) -> list[dict[str, Any]]:
+        """Pending events nobody is working on: their lease ran out, or (unless
+        `expired_only`) they were never picked up `older_than` seconds after arriving."""
         now = utcnow()
         cutoff = now - dt.timedelta(seconds=older_than)
+        waiting = events.c.lease_until < now
+        if not expired_only:
+            waiting = sa.or_(waiting, sa.and_(events.c.lease_until.is_(None),
+                                              events.c.received_at < cutoff))
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(events.c.source, events.c.event_id, events.c.attempts)
-                .where(events.c.state == "pending",
-                       sa.or_(events.c.lease_until < now,
-                              sa.and_(events.c.lease_until.is_(None),
-                                      events.c.received_at < cutoff)))
+                .where(events.c.state == "pending", waiting)
                 .order_by(events.c.id).limit(limit))
             return [{"source": r.source, "event_id": r.event_id, "attempts": r.attempts}
                     for r in rows]
 
     def release_events(self, owner: str, ids: Sequence[int], *, error: str | None,
-                       count_attempt: bool, max_attempts: int) -> int:
+                       refund: bool, max_attempts: int) -> int:
         """Give claimed events back after a failure; returns how many were parked as failed.
 
-        `count_attempt` is False for outages (the store, Redis or a desk unreachable): those
-        wait for as long as the outage lasts. Real errors count, and an event that failed
-        `max_attempts` times is parked for an operator (`clout failed`).
+        `refund` gives back the attempt the claim counted: for outages (the store, Redis
+        or a desk unreachable), which must leave events waiting however long they last,
+        and for a batch split to find its bad event. Otherwise the attempt stands, and an
+        event that failed `max_attempts` times is parked for an operator (`clout failed`).
         """
         if not ids:
             return 0
@@ -566,15 +589,16 @@ class Store:
         mine = sa.and_(events.c.id.in_(list(ids)), events.c.lease_owner == owner,
                        events.c.state == "pending")
         with self.engine.begin() as conn:
-            attempts = events.c.attempts + (1 if count_attempt else 0)
             conn.execute(events.update().where(mine).values(
-                attempts=attempts, last_error=error, lease_owner=None, updated_at=now,
-                # Not before the next re-drive: an immediate retry of a real error rarely helps.
+                attempts=events.c.attempts - (1 if refund else 0), last_error=error,
+                lease_owner=None, updated_at=now,
+                # Free for the next re-drive at once (reconcile decides when).
                 lease_until=now))
-            if not count_attempt:
+            if refund:
                 return 0
             parked = conn.execute(
                 events.update().where(events.c.id.in_(list(ids)), events.c.state == "pending",
+                                      events.c.lease_owner.is_(None),
                                       events.c.attempts >= max_attempts)
                 .values(state="failed", updated_at=now))
             return parked.rowcount or 0
@@ -619,13 +643,15 @@ class Store:
                 claimed = [ledger_ids[(d.source, d.event_id)] for d in ordered
                            if (d.source, d.event_id) in ledger_ids] + list(settle)
                 if claimed:
-                    # Lock our rows (PostgreSQL; SQLite serialises writers): nobody can take
-                    # them over between this check and the commit.
+                    # A write first: it locks our rows (PostgreSQL) or takes SQLite's write
+                    # lock before anything is read, so nobody can take them over between
+                    # this check and the commit.
                     held = conn.execute(
-                        sa.select(events.c.id)
+                        events.update()
                         .where(events.c.id.in_(claimed), events.c.lease_owner == owner,
-                               events.c.state == "pending").with_for_update()).all()
-                    if len(held) != len(set(claimed)):
+                               events.c.state == "pending")
+                        .values(updated_at=now)).rowcount
+                    if held != len(set(claimed)):
                         conn.rollback()
                         return None
             rows = [dict(source=d.source, ticket_id=d.ticket_id, customer_id=d.customer_id,
@@ -671,8 +697,8 @@ class Store:
         conn.execute(
             tickets.update()
             .where(tickets.c.source == sa.bindparam("k_source"), tickets.c.id == sa.bindparam("k_id"),
-                   sa.or_(sa.bindparam("k_event").is_(None),
-                          tickets.c.last_event_id == sa.bindparam("k_event")))
+                   sa.or_(sa.bindparam("k_event", type_=sa.String).is_(None),
+                          tickets.c.last_event_id == sa.bindparam("k_event", type_=sa.String)))
             .values(decision_id=sa.bindparam("v_decision"), score=sa.bindparam("v_score"),
                     tier_rank=sa.bindparam("v_rank")),
             params)
@@ -745,7 +771,8 @@ class Store:
         due = sa.and_(writes.c.state == "pending", writes.c.next_attempt_at <= now)
         if parked_before is not None:
             due = sa.or_(due, sa.and_(writes.c.state == "failed", writes.c.retryable.is_(True),
-                                      writes.c.updated_at < parked_before))
+                                      writes.c.updated_at < parked_before,
+                                      writes.c.next_attempt_at <= now))
         cond = [writes.c.source == source, due,
                 sa.or_(writes.c.lease_until.is_(None), writes.c.lease_until < now)]
         if ticket_ids is not None:
@@ -893,7 +920,8 @@ class Store:
         due = sa.and_(writes.c.state == "pending", writes.c.next_attempt_at <= now)
         if parked_before is not None:
             due = sa.or_(due, sa.and_(writes.c.state == "failed", writes.c.retryable.is_(True),
-                                      writes.c.updated_at < parked_before))
+                                      writes.c.updated_at < parked_before,
+                                      writes.c.next_attempt_at <= now))
         with self.engine.connect() as conn:
             return [r[0] for r in conn.execute(sa.select(writes.c.source).where(due).distinct())]
 

@@ -6,8 +6,10 @@ lock that a killed worker holds for a minute and that others only retake
 every maintenance interval. This ticker is the small piece that avoids both:
 a thread in each `clout worker` that, every `delivery.reconcile_interval_seconds`,
 claims the tick with SET NX EX (so N workers enqueue one job per interval, not
-N) and puts `plugin.jobs.reconcile` at the front of the JSON queue. A dead
-worker's claim just expires, so the next tick is never more than one interval away.
+N) and puts `plugin.jobs.reconcile` at the front of the JSON queue. A second key
+marks a reconcile as queued until that job ends, so a slow reconcile never
+piles up behind itself; it expires after three intervals, so a reconcile lost
+with a dead worker delays the next one by at most that.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ from .queues import RECONCILE, job_options
 log = logging.getLogger(__name__)
 
 
+def pending_key(settings) -> str:
+    """Set while a reconcile job is queued or running (see `plugin.reconcile.run`)."""
+    return settings.redis_key("reconcile-pending")
+
+
 class Ticker:
     def __init__(self, rt) -> None:
         self._rt = rt
@@ -32,15 +39,18 @@ class Ticker:
         self._client = None
 
     def tick(self, force: bool = False) -> bool:
-        """Enqueue a reconcile job if this interval's tick is still free (or `force`)."""
+        """Enqueue a reconcile job if this interval's tick is free and none is queued
+        (or `force`, at worker start)."""
         rt = self._rt
         if self._client is None:
             self._client = rt.redis_handle.new_client()  # its own pool: RQ's loop blocks on ours
         claimed = self._client.set(self._key, "1", nx=True, ex=self._interval)
-        if not claimed and not force:
+        if not force and not claimed:
             return False
-        if force:
-            self._client.set(self._key, "1", ex=self._interval)
+        pending = self._client.set(pending_key(rt.settings), "1", nx=not force,
+                                   ex=self._interval * 3)
+        if not pending:
+            return False
         from .queues import get_queue
 
         get_queue(self._client, rt.settings).enqueue_call(
