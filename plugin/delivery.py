@@ -60,7 +60,8 @@ def flush(rt: Any, desk: str, *, ticket_ids: Sequence[str] | None = None,
                                         ticket_ids=ticket_ids, parked_before=parked_before)
         if not claimed:
             break
-        outcomes = deliver(connector, claimed, settings)
+        outcomes = deliver(connector, claimed, settings,
+                           renew=lambda ids: rt.store.renew_write_leases(owner, ids, lease))
         rt.store.settle_writes(owner, outcomes)
         for o in outcomes:
             totals[o.status] = totals.get(o.status, 0) + 1
@@ -73,8 +74,13 @@ def flush(rt: Any, desk: str, *, ticket_ids: Sequence[str] | None = None,
     return totals
 
 
-def deliver(connector: DeskConnector, claimed: Sequence[Any], settings: Any) -> list[WriteOutcome]:
-    """Read the desk, decide what may be written, write it, and say what happened to each."""
+def deliver(connector: DeskConnector, claimed: Sequence[Any], settings: Any,
+            renew: Any = None) -> list[WriteOutcome]:
+    """Read the desk, decide what may be written, write it, and say what happened to each.
+
+    `renew(write_ids) -> ids still ours` runs just before the write: a write whose lease
+    ran out meanwhile (a stalled worker) is left to whoever holds it now.
+    """
     cfg = settings.config.delivery
     deadline = settings.write_deadline(connector.name)
     now = utcnow()
@@ -124,6 +130,9 @@ def deliver(connector: DeskConnector, claimed: Sequence[Any], settings: Any) -> 
             results.append(outcome(c, "agent_override"))
         else:
             to_write.append(c)
+    if to_write and renew is not None:
+        held = renew([c.write_id for c in to_write])
+        to_write = [c for c in to_write if c.write_id in held]
     if not to_write:
         return results
     try:

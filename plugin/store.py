@@ -52,6 +52,8 @@ tickets = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     # The priority the desk shows (from its events, or Clout's own write for the local desk).
     sa.Column("desk_priority", sa.String(64)),
+    # The priority the desk's newest event reported; a change in it is an agent's doing.
+    sa.Column("reported_priority", sa.String(64)),
     # The local desk's fields; other desks keep these on their side.
     sa.Column("desk_flags", sa.JSON),
     sa.Column("desk_reason", sa.Text),
@@ -371,8 +373,8 @@ class Store:
         last_event_at, and optionally status and desk_priority (None: the event didn't say).
 
         Older events never overwrite newer ones; created_at keeps the earliest. The desk's
-        priority is taken from an event only if the event happened after Clout's last
-        write: an event sent before that write still shows the old value, not an agent's.
+        priority is taken from an event only when it differs from what the desk's previous
+        event reported: a change on the desk's side, which is what an agent's edit is.
         """
         now = utcnow()
         prepared = [
@@ -380,6 +382,7 @@ class Store:
                 "source": r["source"], "id": r["id"], "customer_id": r["customer_id"],
                 "subject": r.get("subject") or "", "description": r.get("description") or "",
                 "status": r.get("status"), "desk_priority": r.get("desk_priority"),
+                "reported_priority": r.get("desk_priority"),
                 "created_at": _parse_ts(r.get("created_at")),
                 "last_event_id": r.get("last_event_id"),
                 "last_event_at": _parse_ts(r.get("last_event_at")), "updated_at": now,
@@ -396,11 +399,16 @@ class Store:
                 "customer_id": ex.customer_id, "subject": ex.subject, "description": ex.description,
                 "last_event_id": ex.last_event_id, "updated_at": ex.updated_at,
                 "last_event_at": sa.func.coalesce(ex.last_event_at, t.last_event_at),
+                # Only a change in what the desk reports is news: a sender repeating the
+                # priority it always sent says nothing about an agent. (No clock is compared:
+                # the desk's and Clout's clocks need not agree.)
                 "desk_priority": sa.case(
                     (sa.and_(ex.desk_priority.is_not(None),
-                             sa.or_(t.clout_written_at.is_(None), ex.last_event_at.is_(None),
-                                    ex.last_event_at > t.clout_written_at)), ex.desk_priority),
+                             sa.or_(t.reported_priority.is_(None),
+                                    sa.func.lower(ex.desk_priority) !=
+                                    sa.func.lower(t.reported_priority))), ex.desk_priority),
                     else_=t.desk_priority),
+                "reported_priority": sa.func.coalesce(ex.desk_priority, t.reported_priority),
             }
             where = sa.or_(t.last_event_at.is_(None), ex.last_event_at.is_(None),
                            ex.last_event_at >= t.last_event_at)
@@ -798,6 +806,22 @@ class Store:
                                  attempts=r.attempts, first_failed_at=_as_utc(r.first_failed_at),
                                  parked=r.write_state == "failed") for r in rows]
 
+    def renew_write_leases(self, owner: str, write_ids: Sequence[int],
+                           lease_seconds: float) -> set[int]:
+        """Just before writing to the desk: which claimed writes are still ours (their lease
+        renewed). One whose lease ran out may be in another worker's hands: not written."""
+        if not write_ids:
+            return set()
+        now = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(writes.update()
+                         .where(writes.c.id.in_(list(write_ids)), writes.c.lease_owner == owner,
+                                writes.c.lease_until > now)
+                         .values(lease_until=now + dt.timedelta(seconds=lease_seconds)))
+            return {r[0] for r in conn.execute(
+                sa.select(writes.c.id).where(writes.c.id.in_(list(write_ids)),
+                                             writes.c.lease_owner == owner))}
+
     def settle_writes(self, owner: str, outcomes: Sequence["WriteOutcome"]) -> None:
         """Record what happened to claimed writes. A row whose decision was replaced while
         we wrote stays pending for the newer one; the decision we wrote is kept as history.
@@ -817,6 +841,27 @@ class Store:
 
         with self.engine.begin() as conn:
             if settled:
+                # Tickets first, then the outbox: the order record_decisions takes them in,
+                # so the two never deadlock on PostgreSQL.
+                written = [o for o in settled if o.status == "written"]
+                if written:
+                    conn.execute(tickets.update()
+                                 .where(tickets.c.source == sa.bindparam("v_source"),
+                                        tickets.c.id == sa.bindparam("v_ticket"),
+                                        tickets.c.decision_id == sa.bindparam("k_decision"))
+                                 .values(decided_event_id=sa.bindparam("v_event")),
+                                 params(written, v_source=lambda o: o.source,
+                                        v_ticket=lambda o: o.ticket_id,
+                                        v_event=lambda o: o.event_id or None))
+                closed = [o for o in settled if o.status == "closed"]
+                if closed:  # unless a newer event (a reopen) made another decision current
+                    conn.execute(tickets.update()
+                                 .where(tickets.c.source == sa.bindparam("v_source"),
+                                        tickets.c.id == sa.bindparam("v_ticket"),
+                                        tickets.c.decision_id == sa.bindparam("k_decision"))
+                                 .values(status="closed"),
+                                 params(closed, v_source=lambda o: o.source,
+                                        v_ticket=lambda o: o.ticket_id))
                 conn.execute(writes.update().where(*same).values(
                     state="done", lease_owner=None, lease_until=None, last_error=None,
                     updated_at=now), params(settled))
@@ -830,24 +875,6 @@ class Store:
                                     sa.or_(events.c.state == "ranked", events.c.state == "failed"))
                              .values(state=sa.bindparam("v_state"), updated_at=now),
                              params(settled, v_state=lambda o: _EVENT_STATE[o.status]))
-                written = [o for o in settled if o.status == "written"]
-                if written:
-                    conn.execute(tickets.update()
-                                 .where(tickets.c.source == sa.bindparam("v_source"),
-                                        tickets.c.id == sa.bindparam("v_ticket"),
-                                        tickets.c.decision_id == sa.bindparam("k_decision"))
-                                 .values(decided_event_id=sa.bindparam("v_event")),
-                                 params(written, v_source=lambda o: o.source,
-                                        v_ticket=lambda o: o.ticket_id,
-                                        v_event=lambda o: o.event_id or None))
-                closed = [o for o in settled if o.status == "closed"]
-                if closed:
-                    conn.execute(tickets.update()
-                                 .where(tickets.c.source == sa.bindparam("v_source"),
-                                        tickets.c.id == sa.bindparam("v_ticket"))
-                                 .values(status="closed"),
-                                 params(closed, v_source=lambda o: o.source,
-                                        v_ticket=lambda o: o.ticket_id))
             for o in failing:
                 values: dict[str, Any] = {
                     "attempts": writes.c.attempts + 1, "last_error": o.error,
@@ -858,10 +885,10 @@ class Store:
                     values["state"] = "failed"
                 if o.next_attempt_at is not None:
                     values["next_attempt_at"] = o.next_attempt_at
-                conn.execute(writes.update().where(
+                ours = conn.execute(writes.update().where(
                     writes.c.id == o.write_id, writes.c.lease_owner == owner,
-                    writes.c.decision_id == o.decision_id).values(**values))
-                if o.status == "failed":
+                    writes.c.decision_id == o.decision_id).values(**values)).rowcount
+                if o.status == "failed" and ours:
                     conn.execute(decisions.update().where(decisions.c.id == o.decision_id)
                                  .values(status="failed"))
             # A row whose decision was replaced while we wrote: still due, for the newer one.
@@ -947,23 +974,37 @@ class Store:
                            "clout_decision": r.clout_decision_id} for r in rows}
 
     def write_local_desk(self, source: str, items: Sequence[Decision]) -> list[str]:
-        """The local desk's own priority/flags/reason fields; returns ticket ids written."""
+        """The local desk's own priority/flags/reason fields; returns ticket ids written.
+
+        Like a desk's conditional update: a ticket is not written if it already shows a
+        newer decision of Clout's, or if an agent changed its priority since Clout's
+        last write (checked in the same statement, so a change can't slip in between).
+        """
         if not items:
             return []
         now = utcnow()
-        ids = sorted({d.ticket_id for d in items})
+        t = tickets.c
+        agent_kept = sa.and_(t.clout_priority.is_not(None),
+                             sa.func.lower(sa.func.coalesce(t.desk_priority, "")) !=
+                             sa.func.lower(t.clout_priority))
+        newer_there = sa.and_(t.clout_decision_id.is_not(None),
+                              sa.cast(t.clout_decision_id, sa.Integer) >
+                              sa.bindparam("k_decision", type_=sa.Integer))
         with self.engine.begin() as conn:
             conn.execute(
                 tickets.update()
-                .where(tickets.c.source == source, tickets.c.id == sa.bindparam("k_id"))
+                .where(t.source == source, t.id == sa.bindparam("k_id"),
+                       sa.not_(agent_kept), sa.not_(newer_there))
                 .values(desk_priority=sa.bindparam("v_priority"), desk_flags=sa.bindparam("v_flags"),
                         desk_reason=sa.bindparam("v_reason"), clout_priority=sa.bindparam("v_priority"),
                         clout_decision_id=sa.bindparam("v_decision"), clout_written_at=now),
-                [{"k_id": d.ticket_id, "v_priority": d.priority, "v_flags": list(d.flags),
-                  "v_reason": d.reason, "v_decision": d.id}
+                [{"k_id": d.ticket_id, "k_decision": int(d.id), "v_priority": d.priority,
+                  "v_flags": list(d.flags), "v_reason": d.reason, "v_decision": d.id}
                  for d in sorted(items, key=lambda d: d.ticket_id)])
-            return [r[0] for r in conn.execute(
-                sa.select(tickets.c.id).where(tickets.c.source == source, tickets.c.id.in_(ids)))]
+            shown = {r.id: r.clout_decision_id for r in conn.execute(
+                sa.select(t.id, t.clout_decision_id)
+                .where(t.source == source, t.id.in_(sorted({d.ticket_id for d in items}))))}
+        return [d.ticket_id for d in items if shown.get(d.ticket_id) == d.id]
 
     # -- views ---------------------------------------------------------------
 

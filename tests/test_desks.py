@@ -250,6 +250,41 @@ def test_an_agents_priority_on_the_generic_desk_stands(runtime, post_generic, dr
     assert runtime.desk("generic").read_tickets(["G-4"])["G-4"].priority == other
 
 
+def test_a_sender_repeating_its_priority_is_not_an_agent(runtime, post_generic, drain, client):
+    """A sender that knows nothing of Clout's writes keeps sending the priority the ticket was
+    created with: no change on its side, so no agent, and Clout keeps writing."""
+    post_generic(_event("G-7", "C-7", priority="Whatever"))
+    drain()
+    for _ in range(2):
+        post_generic(_event("G-7", "C-7", priority="Whatever", description="customer replied"))
+        drain()
+    view = client.get("/api/tickets/G-7", headers=auth()).get_json()
+    assert view["state"] == "written" and view["desk_priority"] == view["priority"]
+    assert _decision_statuses(runtime, "G-7") == ["written"] * 3
+
+
+def test_the_local_desk_refuses_an_older_decision_and_an_agents_change(runtime, post_generic, drain):
+    """The local desk's write is conditional, like a real desk's: a stalled worker's older
+    decision, or a write racing an agent's change, does not land."""
+    from connectors.crm.base import Decision
+
+    post_generic(_event("G-8", "C-8"))
+    drain()
+    desk = runtime.desk("generic")
+    now = desk.read_tickets(["G-8"])["G-8"]
+    older = Decision(source="generic", ticket_id="G-8", customer_id="C-8", tier="low", priority="Low",
+                     score=0.0, flags=(), reason="r", components={}, weights_version="x",
+                     decided_at="2026-11-25T00:00:00Z", id=str(int(now.clout_decision) - 1))
+    assert desk.write_decisions([older]).written == ()
+    from plugin.store import tickets as t
+
+    with runtime.store.engine.begin() as conn:  # an agent edits the desk directly
+        conn.execute(t.update().where(t.c.id == "G-8").values(desk_priority="Urgent"))
+    newer = Decision(**{**{f: getattr(older, f) for f in older.__slots__}, "id": str(int(now.clout_decision) + 99)})
+    assert desk.write_decisions([newer]).written == ()
+    assert desk.read_tickets(["G-8"])["G-8"].priority == "Urgent"
+
+
 def test_closed_tickets_leave_the_queue_and_are_not_written(runtime, post_generic, drain, client):
     post_generic(_event("G-5", "C-5"))
     post_generic(_event("G-6", "C-6"))
