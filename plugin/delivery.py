@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 from connectors.crm.base import CLOSED, Decision, DeskConnector, DeskUnavailable, WriteFailure
 
-from .errors import describe_error
+from .errors import describe_error, scrub
 from .store import WriteOutcome, utcnow
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,8 @@ def deliver(connector: DeskConnector, claimed: Sequence[Any], settings: Any,
     try:
         state = connector.read_tickets([c.decision.ticket_id for c in claimed])
     except DeskUnavailable as exc:
-        return all_failed(WriteFailure(f"reading the desk: {exc}", retry_after=exc.retry_after))
+        return all_failed(WriteFailure(f"reading the desk: {scrub(str(exc))}",
+                                       retry_after=exc.retry_after))
     except Exception as exc:  # a connector bug or an unexpected answer: retried, then parked
         log.warning("desk %s: reading tickets failed: %s", connector.name, describe_error(exc))
         return all_failed(WriteFailure(f"reading the desk: {describe_error(exc)}"))
@@ -138,7 +139,7 @@ def deliver(connector: DeskConnector, claimed: Sequence[Any], settings: Any,
     try:
         written = connector.write_decisions([c.decision for c in to_write])
     except DeskUnavailable as exc:
-        return results + [failure(c, WriteFailure(str(exc), retry_after=exc.retry_after))
+        return results + [failure(c, WriteFailure(scrub(str(exc)), retry_after=exc.retry_after))
                           for c in to_write]
     except Exception as exc:
         log.warning("desk %s: write failed: %s", connector.name, describe_error(exc))
@@ -149,6 +150,7 @@ def deliver(connector: DeskConnector, claimed: Sequence[Any], settings: Any,
         if tid in ok:
             results.append(outcome(c, "written"))
         else:
-            results.append(failure(c, written.failed.get(
-                tid, WriteFailure("the desk did not confirm this write"))))
+            why = written.failed.get(tid, WriteFailure("the desk did not confirm this write"))
+            results.append(failure(c, WriteFailure(scrub(why.message)[:300], why.retryable,
+                                                   why.retry_after)))
     return results

@@ -8,6 +8,9 @@ name the kind of failure, never the SQL parameters or payload behind it.
 
 from __future__ import annotations
 
+import re
+from urllib.parse import urlsplit
+
 import redis
 import requests
 import sqlalchemy.exc as sa_exc
@@ -29,11 +32,27 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, _OUTAGES)
 
 
+_URL = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)([^/\s?#@]*@)?([^/\s?#]*)[^\s]*")
+
+
+def scrub(text: str) -> str:
+    """URLs reduced to scheme and host: paths and query strings carry ids, e-mail
+    addresses and sometimes keys."""
+    return _URL.sub(lambda m: f"{m.group(1)}{m.group(3)}/…", text)
+
+
 def describe_error(exc: BaseException, limit: int = 300) -> str:
-    """A short, data-free description: the error class, and for database errors the
-    driver's error class only (their messages carry SQL and parameters)."""
+    """A short, data-free description: the error class, for database errors the driver's
+    error class only (their messages carry SQL and parameters), for HTTP errors the status
+    and host, and otherwise the first line with any URL cut to its host."""
     if isinstance(exc, sa_exc.StatementError):
         orig = getattr(exc, "orig", None)
         return f"{type(exc).__name__}" + (f" ({type(orig).__name__})" if orig is not None else "")
+    if isinstance(exc, requests.RequestException):
+        response = getattr(exc, "response", None)
+        request = getattr(exc, "request", None) or getattr(response, "request", None)
+        host = urlsplit(getattr(request, "url", "") or "").hostname
+        status = f" {response.status_code}" if response is not None else ""
+        return f"{type(exc).__name__}{status}" + (f" from {host}" if host else "")
     text = str(exc).splitlines()[0] if str(exc) else ""
-    return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:limit]
+    return scrub(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:limit]

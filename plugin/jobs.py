@@ -209,7 +209,9 @@ def _decide(rt: Any, owner: str, claimed: list[dict[str, Any]]) -> dict[str, Any
 
     # 3. Rank the whole batch at once, record and queue the writes, conditional on the lease.
     decisions = rank_tickets(rt, rows)
-    recorded = store.record_decisions(decisions, owner=owner, ledger_ids=ledger, settle=settle)
+    holds = {src: rt.settings.desk(src).flush_window_ms for src in {d.source for d in decisions}}
+    recorded = store.record_decisions(decisions, owner=owner, ledger_ids=ledger, settle=settle,
+                                      hold_ms=holds)
     if recorded is None:
         log.warning("lease on %d event(s) lost to another worker; its decisions stand", len(claimed))
         return {"claimed": len(claimed), "decided": 0, "lease_lost": True}

@@ -102,6 +102,28 @@ def queue_flushes(rt: Any) -> list[str]:
     return desks
 
 
+def _drop_closed(rt: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ask each desk which of these open tickets it has closed meanwhile (a desk may close
+    a ticket without telling us); those leave the queue instead of being ranked."""
+    from connectors.crm.base import CLOSED
+
+    closed: set[tuple[str, str]] = set()
+    for source in sorted({r["source"] for r in rows}):
+        desk = rt.desk(source)
+        ids = [r["id"] for r in rows if r["source"] == source]
+        for i in range(0, len(ids), desk.max_batch):
+            try:
+                seen = desk.read_tickets(ids[i:i + desk.max_batch])
+            except Exception as exc:  # the desk is away: rank what we know, ask next time
+                log.warning("desk %s: reading open tickets failed: %s", source, describe_error(exc))
+                break
+            gone = [tid for tid, t in seen.items() if t.status == CLOSED]
+            if gone:
+                rt.store.mark_closed(source, gone)
+                closed.update((source, tid) for tid in gone)
+    return [r for r in rows if (r["source"], r["id"]) not in closed]
+
+
 def rerank(rt: Any) -> int:
     """Rank open tickets again; record and write only those whose tier changed."""
     from .ranker import rank_tickets
@@ -113,7 +135,9 @@ def rerank(rt: Any) -> int:
         if not page:
             break
         after = (page[-1]["source"], page[-1]["id"])
-        rows = [{**t, "event_id": t["last_event_id"]} for t in page if t["source"] in rt.settings.desks]
+        rows = [{**t, "event_id": t["last_event_id"]} for t in page
+                if t["source"] in rt.settings.enabled_desks]
+        rows = _drop_closed(rt, rows)
         fresh = rank_tickets(rt, rows)
         tier = {(t["source"], t["id"]): t["current_tier"] for t in page}
         moved = [d for d in fresh if d.tier != tier[(d.source, d.ticket_id)]]

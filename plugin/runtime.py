@@ -118,6 +118,10 @@ class Runtime:
         cfg = self.settings.config
         if not self.settings.enabled_desks:
             raise ValueError("desks: no desk is enabled; set desks.<name>.enabled = true")
+        for name in self.settings.enabled_desks:
+            if not self.settings.secrets.webhook_secret(name):
+                log.warning("desk %s is enabled but CLOUT_WEBHOOK_SECRET_%s is not set: "
+                            "/webhooks/%s will answer 503", name, name.upper(), name)
         if cfg.influence.source not in social.available():
             raise ValueError(f"influence.source: unknown source {cfg.influence.source!r}; "
                              f"available: {', '.join(social.available())}")

@@ -628,13 +628,15 @@ class Store:
 
     def record_decisions(self, items: Sequence[Decision], *, owner: str | None = None,
                          ledger_ids: dict[tuple[str, str], int] | None = None,
-                         settle: dict[int, str] | None = None) -> list[Decision] | None:
+                         settle: dict[int, str] | None = None,
+                         hold_ms: dict[str, int] | None = None) -> list[Decision] | None:
         """Keep each decision, point its ticket at it and queue it for the desk, atomically.
 
         With `owner`, the claimed ledger events (`ledger_ids`: (source, event_id) -> ledger
         id) move to `ranked` (and `settle` ones to their state) in the same transaction,
         which is refused (returns None, nothing written) if any lease was lost meanwhile:
-        another worker took the events over, and its decisions stand.
+        another worker took the events over, and its decisions stand. `hold_ms` (desk ->
+        milliseconds) keeps a desk's new writes back for its flush window.
 
         Only a decision for the ticket's current event becomes current and goes into the
         outbox, and only if it is newer than what the outbox holds for that ticket; the
@@ -672,7 +674,8 @@ class Store:
                                rows).scalars().all()
             out = [replace(d, id=str(i)) for d, i in zip(ordered, ids, strict=True)]
             current = self._point_tickets(conn, out)
-            queued = self._queue_writes(conn, [d for d in out if d.id in current], now)
+            queued = self._queue_writes(conn, [d for d in out if d.id in current], now,
+                                        hold_ms or {})
             stale = [int(d.id) for d in out if d.id not in queued]
             if stale:
                 conn.execute(decisions.update().where(decisions.c.id.in_(stale))
@@ -715,7 +718,7 @@ class Store:
             sa.select(tickets.c.decision_id).where(tickets.c.decision_id.in_(mine)))}
 
     def _queue_writes(self, conn: sa.Connection, items: Sequence[Decision],
-                      now: dt.datetime) -> set[str]:
+                      now: dt.datetime, hold_ms: dict[str, int]) -> set[str]:
         """Put decisions in the outbox where they are newer than what waits there."""
         if not items:
             return set()
@@ -733,7 +736,9 @@ class Store:
         }
         rows = [{"source": d.source, "ticket_id": d.ticket_id, "decision_id": int(d.id),
                  "event_at": event_at.get((d.source, d.ticket_id)), "state": "pending",
-                 "attempts": 0, "next_attempt_at": now, "first_failed_at": None,
+                 "attempts": 0,
+                 "next_attempt_at": now + dt.timedelta(milliseconds=hold_ms.get(d.source, 0)),
+                 "first_failed_at": None,
                  "last_error": None, "retryable": True, "updated_at": now} for d in items]
         stmt = _insert(conn)(writes)
         ex, w = stmt.excluded, writes.c
@@ -958,6 +963,16 @@ class Store:
             return conn.execute(events.delete().where(
                 events.c.state.not_in(("pending", "ranked", "failed")),
                 events.c.updated_at < older_than)).rowcount or 0
+
+    def mark_closed(self, source: str, ticket_ids: Sequence[str]) -> int:
+        """Tickets the desk reports closed (found by reconcile, not by an event)."""
+        if not ticket_ids:
+            return 0
+        with self.engine.begin() as conn:
+            return conn.execute(tickets.update().where(
+                tickets.c.source == source, tickets.c.id.in_(list(ticket_ids)),
+                tickets.c.status == "open").values(status="closed", updated_at=utcnow())
+            ).rowcount or 0
 
     # -- the local desk ------------------------------------------------------
 

@@ -46,6 +46,13 @@ def _write_row(rt, desk: str, ticket_id: str):
                                                         writes_table.c.ticket_id == ticket_id)).one()
 
 
+def _window_passes(rt) -> None:
+    """The desk's flush window has passed: its held writes are due now."""
+    with rt.store.engine.begin() as conn:
+        conn.execute(writes_table.update().where(writes_table.c.state == "pending")
+                     .values(next_attempt_at=utcnow()))
+
+
 def _decision_statuses(rt, ticket_id: str) -> list[str]:
     with rt.store.engine.connect() as conn:
         return [r.status for r in conn.execute(decisions_table.select()
@@ -192,6 +199,8 @@ def test_only_the_newest_decision_is_written(acme):
     _post(client, "acme", newer)
     work(rt)
     assert server.writes == []  # held for the flush window
+    assert flush(rt, "acme") == {}  # not due before the window ends
+    _window_passes(rt)
     assert flush(rt, "acme") == {"written": 1}
     states = rt.store.event_states([older["event_id"], newer["event_id"]])
     assert states == {older["event_id"]: "superseded", newer["event_id"]: "decided"}
@@ -309,6 +318,7 @@ def test_a_ticket_closed_on_the_desk_before_the_write_is_not_written(acme):
     _post(_client(rt), "acme", _event("A-6", "C-6"))
     work(rt)
     server.tickets["A-6"]["status"] = "solved"
+    _window_passes(rt)
     assert flush(rt, "acme") == {"closed": 1}
     assert server.writes == [] and _decision_statuses(rt, "A-6") == ["closed"]
 
@@ -322,6 +332,7 @@ def test_a_write_the_desk_already_has_is_not_sent_twice(acme):
     work(rt)
     from plugin.delivery import deliver
 
+    _window_passes(rt)
     claimed = rt.store.claim_writes("acme", "dead-worker", 1, 50)
     deliver(rt.desk("acme"), claimed, rt.settings)  # the desk has it... and the worker dies
     assert len(server.writes_for("A-8")) == 1
@@ -345,6 +356,8 @@ def test_a_flush_window_gathers_writes_into_few_calls(acme):
     assert len(ScheduledJobRegistry(queue=rt.queue).get_job_ids()) == 1  # one flush per window
     from plugin.jobs import flush_writes
 
+    assert flush_writes("acme") == {}  # the window has not passed yet
+    time.sleep(0.6)
     assert flush_writes("acme") == {"written": 120}
     patches = [c for c in server.calls if c.startswith("PATCH")]
     assert len(patches) == 3  # 120 tickets, acme takes 50 per call
@@ -442,3 +455,39 @@ def test_a_desk_down_while_ranking_leaves_events_waiting_not_failed(acme):
     work(rt)
     assert rt.store.event_states([event["event_id"]]) == {event["event_id"]: "decided"}
     assert len(server.writes_for("A-OUT")) == 1
+
+
+def test_reconcile_notices_a_ticket_the_desk_closed_without_telling_us(acme):
+    from plugin.reconcile import rerank
+
+    rt, server = acme()
+    client = _client(rt)
+    for tid in ("A-C1", "A-C2"):
+        server.tickets[tid] = {"status": "open", "priority": "P3"}
+        _post(client, "acme", _event(tid, "C-C"))
+    work(rt)
+    server.tickets["A-C1"]["status"] = "closed"  # closed on the desk, no webhook sent
+    rerank(rt)
+    queue = [t["ticket_id"] for t in client.get("/api/queue", headers=auth()).get_json()["tickets"]]
+    assert queue == ["A-C2"]
+
+
+def test_desk_priorities_may_be_numbers():
+    from plugin.settings import load_settings
+
+    s = load_settings({"CLOUT_DESKS__GENERIC__PRIORITIES__URGENT": "4"})
+    assert s.desk_priorities("generic")["urgent"] == "4"
+
+
+def test_error_texts_keep_no_urls_or_query_strings():
+    import requests
+
+    from plugin.errors import describe_error
+
+    try:
+        requests.get("http://127.0.0.1:9/api/search?query=jane.doe@example.com&api_key=sk_live_1", timeout=1)
+    except requests.RequestException as exc:
+        text = describe_error(exc)
+    assert text == "ConnectionError from 127.0.0.1"
+    text = describe_error(ValueError("see https://user:pw@desk.example.com/t/1?email=a@b.c now"))
+    assert "pw" not in text and "a@b.c" not in text and "desk.example.com" in text

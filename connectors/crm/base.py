@@ -130,6 +130,15 @@ class DeskSettings(BaseModel):
     flush_window_ms: int = Field(0, ge=0, le=60_000)
     write_deadline_seconds: int | None = Field(None, ge=1)
 
+    @field_validator("priorities", mode="before")
+    @classmethod
+    def _numbers_are_values_too(cls, value: Any) -> Any:
+        # Some desks number their priorities (Freshdesk 1..4): `urgent = 4` means "4".
+        if isinstance(value, dict):
+            return {k: str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+                    for k, v in value.items()}
+        return value
+
     @field_validator("priorities")
     @classmethod
     def _every_tier(cls, value: dict[str, str]) -> dict[str, str]:
