@@ -100,6 +100,11 @@ def runtime_with(base_env: dict[str, str], redis_session: RedisHandle):
     def make(env: dict[str, str] | None = None, client: Any = None) -> Runtime:
         rt = Runtime(load_settings({**base_env, **(env or {})}),
                      redis_handle=RedisHandle(client=client or redis_session.new_client()))
+        if not rt.settings.database_url.startswith("sqlite") and not built:
+            from plugin.store import metadata
+
+            metadata.drop_all(rt.store.engine)
+            metadata.create_all(rt.store.engine)
         runtime_mod.install(rt)
         built.append(rt)
         return rt
