@@ -141,6 +141,7 @@ def test_failed_lists_parked_work_and_retry_puts_it_back(tmp_path: Path):
     from plugin.store import Store, events
 
     env = _env(tmp_path)
+    env.pop("DATABASE_URL", None)  # its own SQLite store: a shared database has other tests' rows
     quiet = subprocess.run(_clout("failed"), env=env, capture_output=True, text=True, timeout=60)
     assert quiet.returncode == 0, quiet.stderr
     assert "Nothing is parked" in quiet.stdout
@@ -148,7 +149,8 @@ def test_failed_lists_parked_work_and_retry_puts_it_back(tmp_path: Path):
     store.add_events([{"source": "generic", "event_id": "evt-parked", "ticket_id": "T-P",
                        "payload": {}, "occurred_at": None}])
     with store.engine.begin() as conn:
-        conn.execute(events.update().values(state="failed", attempts=5, last_error="KeyError: 'customer'"))
+        conn.execute(events.update().where(events.c.event_id == "evt-parked")
+                     .values(state="failed", attempts=5, last_error="KeyError: 'customer'"))
     listed = subprocess.run(_clout("failed"), env=env, capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0, listed.stderr
     assert "Events parked: 1" in listed.stdout and "evt-parked" in listed.stdout
