@@ -65,8 +65,6 @@ def flush(rt: Any, desk: str, *, ticket_ids: Sequence[str] | None = None,
         rt.store.settle_writes(owner, outcomes)
         for o in outcomes:
             totals[o.status] = totals.get(o.status, 0) + 1
-        if ticket_ids is not None:
-            break
     if totals.get("retry") or totals.get("failed"):
         log.warning("desk %s: %s", desk, ", ".join(f"{k} {v}" for k, v in sorted(totals.items())))
     elif totals:

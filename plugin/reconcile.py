@@ -73,14 +73,24 @@ def redrive(rt: Any) -> int:
                                         expired_only=rt.queue.count > 0)
     if not waiting:
         return 0
-    fresh = [[e["source"], e["event_id"]] for e in waiting if e["attempts"] == 0]
-    failed_before = [[e["source"], e["event_id"]] for e in waiting if e["attempts"] > 0]
-    batches = [fresh[i:i + size] for i in range(0, len(fresh), size)] + [[k] for k in failed_before]
+    # Events already tried (a killed batch, or a real error) go in ever smaller batches:
+    # a quarter the size per attempt, so an event that kills its work-horse ends up alone
+    # within a few attempts, before it can take its neighbours to `max_event_attempts`.
+    by_attempts: dict[int, list[list[str]]] = {}
+    for e in waiting:
+        by_attempts.setdefault(e["attempts"], []).append([e["source"], e["event_id"]])
+    batches = []
+    for attempts, keys in sorted(by_attempts.items()):
+        step = max(1, size // (4 ** attempts))
+        batches += [keys[i:i + step] for i in range(0, len(keys), step)]
     with rt.redis.pipeline() as pipe:
         for batch in batches:
             enqueue_events(rt.queue, rt.settings, batch, pipeline=pipe,
                            description=f"re-drive {len(batch)} stranded event(s)")
         pipe.execute()
+    # Queued now: not again before their job had a fair chance to run.
+    rt.store.mark_requeued([(k[0], k[1]) for b in batches for k in b],
+                           utcnow() + dt.timedelta(seconds=cfg.stale_after_seconds))
     log.info("re-queued %d stranded event(s) in %d job(s)", len(waiting), len(batches))
     return len(waiting)
 

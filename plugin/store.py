@@ -533,7 +533,9 @@ class Store:
             return []
         now = utcnow()
         key_match = sa.tuple_(events.c.source, events.c.event_id).in_(list(dict.fromkeys(keys)))
-        unleased = sa.or_(events.c.lease_until.is_(None), events.c.lease_until < now)
+        # Nobody holds it: never claimed, given back, or a lease that ran out. (An unowned
+        # row's lease_until only says when reconcile may queue it again.)
+        unleased = sa.or_(events.c.lease_owner.is_(None), events.c.lease_until < now)
         with self.engine.begin() as conn:
             conn.execute(events.update()
                          .where(key_match, events.c.state == "pending", unleased,
@@ -581,6 +583,16 @@ class Store:
                 .order_by(events.c.id).limit(limit))
             return [{"source": r.source, "event_id": r.event_id, "attempts": r.attempts}
                     for r in rows]
+
+    def mark_requeued(self, keys: Sequence[tuple[str, str]], not_before: dt.datetime) -> None:
+        """Re-driven events are in a queued job now: reconcile leaves them until `not_before`."""
+        if not keys:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(events.update()
+                         .where(sa.tuple_(events.c.source, events.c.event_id).in_(list(keys)),
+                                events.c.state == "pending", events.c.lease_owner.is_(None))
+                         .values(lease_until=not_before))
 
     def release_events(self, owner: str, ids: Sequence[int], *, error: str | None,
                        refund: bool, max_attempts: int) -> int:

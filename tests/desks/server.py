@@ -3,6 +3,8 @@
 `fail_next(n, status, retry_after)` makes the next n requests answer an error;
 `hold_writes()` makes PATCH apply the write and then wait before answering, so
 a test can kill a worker between the desk's write and Clout's record of it.
+`hold_reads(path)` makes GETs (of `path`, if given) wait before answering, so a
+test can kill a worker while it holds a batch mid-way (`reads_held` says one waits).
 Every applied write is logged, so tests can count writes per decision.
 """
 
@@ -26,6 +28,10 @@ class AcmeServer:
         self._hold = threading.Event()
         self._hold.set()
         self.held = threading.Event()
+        self._hold_reads = threading.Event()
+        self._hold_reads.set()
+        self._hold_reads_path: str | None = None
+        self.reads_held = threading.Event()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
@@ -40,6 +46,7 @@ class AcmeServer:
 
     def stop(self) -> None:
         self._hold.set()
+        self._hold_reads.set()
         self._httpd.shutdown()
         self._httpd.server_close()
 
@@ -55,6 +62,21 @@ class AcmeServer:
 
     def release_writes(self) -> None:
         self._hold.set()
+
+    def hold_reads(self, path: str | None = None) -> None:
+        """GETs (of `path`, e.g. "/api/customers", if given) wait until `release_reads()`
+        (at most 60 s) before answering; `reads_held` is set once one waits."""
+        self.reads_held.clear()
+        self._hold_reads_path = path
+        self._hold_reads.clear()
+
+    def release_reads(self) -> None:
+        self._hold_reads.set()
+
+    def clear_failures(self) -> None:
+        """Forget the failures `fail_next` still had queued."""
+        with self.lock:
+            self._fail.clear()
 
     def writes_for(self, ticket_id: str) -> list[dict[str, Any]]:
         with self.lock:
@@ -87,10 +109,19 @@ class AcmeServer:
                 self._send(status, {"error": "unavailable"}, headers)
                 return True
 
+            def handle(self) -> None:
+                try:
+                    super().handle()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client died (tests kill workers mid-request)
+
             def do_GET(self) -> None:
                 if self._failing():
                     return
                 url = urlsplit(self.path)
+                if not server._hold_reads.is_set() and server._hold_reads_path in (None, url.path):
+                    server.reads_held.set()
+                    server._hold_reads.wait(60)
                 ids = [i for i in parse_qs(url.query).get("ids", [""])[0].split(",") if i]
                 with server.lock:
                     if url.path == "/api/tickets":
