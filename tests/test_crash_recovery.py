@@ -101,11 +101,6 @@ def test_worker_killed_mid_batch(stack):
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.xfail(strict=False, reason=(
-    "product bug: claim_events counts an attempt up front, so every event of a batch whose "
-    "worker died comes back with attempts=1, and reconcile.redrive re-drives each such event "
-    "in a job of its own (and queues them again on every pass while they wait): after the "
-    "30 s lease, 250 one-event jobs take longer than the rest of the 60 s"))
 def test_worker_killed_mid_batch_with_default_timings(tmp_path: Path):
     """Stage (c) as deployed: default lease and reconcile interval, a full batch in flight."""
     with CrashStack(tmp_path / "stack") as st:
