@@ -588,11 +588,15 @@ class Store:
         """Re-driven events are in a queued job now: reconcile leaves them until `not_before`."""
         if not keys:
             return
+        now = utcnow()
         with self.engine.begin() as conn:
+            # A lease that ran out is given up here too: its holder is dead or stalled (and
+            # its fence will refuse it), and the row must not be queued again every pass.
             conn.execute(events.update()
                          .where(sa.tuple_(events.c.source, events.c.event_id).in_(list(keys)),
-                                events.c.state == "pending", events.c.lease_owner.is_(None))
-                         .values(lease_until=not_before))
+                                events.c.state == "pending",
+                                sa.or_(events.c.lease_owner.is_(None), events.c.lease_until < now))
+                         .values(lease_owner=None, lease_until=not_before))
 
     def release_events(self, owner: str, ids: Sequence[int], *, error: str | None,
                        refund: bool, max_attempts: int) -> int:
