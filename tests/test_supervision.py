@@ -363,6 +363,8 @@ def test_worker_that_never_reconnects_is_restarted(stack_env: dict[str, str], ca
         _wait_for(lambda: f"clout-{worker}" in {c.get("name") for c in handle.client.client_list()},
                   30, "the worker to connect")
         # Freeze the worker (and its scheduler) and cut its connections: alive, but never back.
+        # The worker first: a child it forks (RQ's scheduler) can't appear after we look.
+        os.kill(worker, signal.SIGSTOP)
         frozen = {worker} | _children(worker, b"plugin.cli")
         for pid in frozen:
             os.kill(pid, signal.SIGSTOP)
