@@ -231,7 +231,11 @@ def failed(retry: bool, limit: int) -> None:
 
     settings = _load()
     _setup_logging("WARNING")
-    failed_command(_runtime(settings), retry=retry, limit=limit, echo=click.echo)
+    rt = _runtime(settings)
+    try:
+        failed_command(rt, retry=retry, limit=limit, echo=click.echo)
+    finally:
+        rt.close(grace=1.0)  # the last one out stops an embedded Redis it started
 
 
 def main() -> None:

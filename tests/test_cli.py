@@ -160,6 +160,8 @@ def test_failed_lists_parked_work_and_retry_puts_it_back(tmp_path: Path):
     assert "Put back to work: 0 write(s), 1 event(s)" in again.stdout
     assert store.event_states(["evt-parked"]) == {"evt-parked": "pending"}
     store.dispose()
+    assert _embedded_pid(tmp_path / "data") is None or _gone(_embedded_pid(tmp_path / "data")), \
+        "clout failed must not leave the embedded Redis running"
 
 
 def test_port_in_use_is_a_clear_error(tmp_path: Path):
