@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from connectors.social.base import NetworkMetrics
+from .metrics import NetworkMetrics
 
 MODEL_VERSION = "influence-v1"
 

@@ -8,24 +8,11 @@ only ever sees those numbers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol, Sequence, runtime_checkable
 
+from ranking.metrics import NetworkMetrics
 
-@dataclass(frozen=True, slots=True)
-class NetworkMetrics:
-    """Counts for one account on one network. `None` = the network doesn't say."""
-
-    network: str
-    handle: str
-    followers: float | None = None
-    following: float | None = None
-    posts_total: float | None = None
-    sample_posts: int = 0  # recent own posts the engagement counts below cover
-    reposts: float | None = None  # reposts + quotes over the sample
-    replies: float | None = None
-    likes: float | None = None
-    recent_posts_90d: int | None = None  # activity inside the ~90-day window
+__all__ = ["InfluenceSource", "NetworkMetrics"]
 
 
 @runtime_checkable
