@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 import threading
 import uuid
+from collections import Counter
 from dataclasses import replace
 from typing import Any, Sequence
 
@@ -110,15 +111,12 @@ def process_events(keys: list[list[str]]) -> dict[str, Any]:
             log.warning("%d event(s) wait for an outage to end: %s", len(ids), why)
             return {"claimed": len(ids), "decided": 0, "deferred": len(ids), "error": why}
         if split:
-            from .queues import enqueue_events
+            from .queues import enqueue_batches
 
             half = len(claimed) // 2
             pairs = [[c["payload"]["source"], c["payload"]["event_id"]] for c in claimed]
-            with rt.redis.pipeline() as pipe:
-                for part in (pairs[:half], pairs[half:]):
-                    enqueue_events(rt.queue, rt.settings, part, pipeline=pipe,
-                                   description=f"process {len(part)} event(s) (split after {why})")
-                pipe.execute()
+            enqueue_batches(rt.redis, rt.queue, rt.settings, [pairs[:half], pairs[half:]],
+                            f"split after {why}")
             log.warning("batch of %d failed (%s); split into %d + %d", len(ids), why, half,
                         len(ids) - half)
             return {"claimed": len(ids), "decided": 0, "split": [half, len(ids) - half]}
@@ -233,7 +231,7 @@ def _decide(rt: Any, owner: str, claimed: list[dict[str, Any]]) -> dict[str, Any
     return {
         "claimed": len(claimed),
         "decided": len(recorded),
-        "settled": dict(sorted({s: list(settle.values()).count(s) for s in settle.values()}.items())),
+        "settled": dict(sorted(Counter(settle.values()).items())),
         "writes": written,
         "tickets": [
             {"ticket_id": d.ticket_id, "tier": d.tier, "priority": d.priority,

@@ -48,3 +48,13 @@ def enqueue_events(queue: Queue, settings: Settings, keys: Sequence[Sequence[str
         pipeline=pipeline,
         **job_options(settings),
     )
+
+
+def enqueue_batches(connection: redis.Redis, queue: Queue, settings: Settings,
+                    batches: Sequence[Sequence[Sequence[str]]], why: str) -> None:
+    """One `process_events` job per batch of keys, all queued in one round trip."""
+    with connection.pipeline() as pipe:
+        for batch in batches:
+            enqueue_events(queue, settings, batch, pipeline=pipe,
+                           description=f"process {len(batch)} event(s) ({why})")
+        pipe.execute()

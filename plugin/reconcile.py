@@ -24,7 +24,7 @@ from typing import Any
 from .delivery import flush
 from .errors import describe_error, is_outage
 from .inbox import ensure_drain
-from .queues import enqueue_events
+from .queues import enqueue_batches
 from .store import utcnow
 from .ticker import pending_key
 
@@ -83,11 +83,7 @@ def redrive(rt: Any) -> int:
     for attempts, keys in sorted(by_attempts.items()):
         step = max(1, size // (4 ** attempts))
         batches += [keys[i:i + step] for i in range(0, len(keys), step)]
-    with rt.redis.pipeline() as pipe:
-        for batch in batches:
-            enqueue_events(rt.queue, rt.settings, batch, pipeline=pipe,
-                           description=f"re-drive {len(batch)} stranded event(s)")
-        pipe.execute()
+    enqueue_batches(rt.redis, rt.queue, rt.settings, batches, "re-driven: stranded")
     # Queued now: not again before their job had a fair chance to run.
     rt.store.mark_requeued([(k[0], k[1]) for b in batches for k in b],
                            utcnow() + dt.timedelta(seconds=cfg.stale_after_seconds))

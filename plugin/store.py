@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -304,25 +304,22 @@ class Store:
 
     def _upsert(self, conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]],
                 keys: Sequence[str], update: Sequence[str],
-                newer: str | None = None, keep_earliest: Sequence[str] = ()) -> None:
+                newer: str | None = None, keep_earliest: Sequence[str] = (),
+                extra: Callable[[Any], dict[str, Any]] | None = None) -> None:
         """INSERT ... ON CONFLICT UPDATE.
 
         `newer`: a timestamp column; a conflicting row is only updated when the
         incoming value is at least as new (or either side is unknown), so a
         desk's late retry of an old event can't overwrite newer state.
         `keep_earliest`: columns that only ever move back in time (created_at).
+        `extra(excluded)`: more column expressions for the update, under the same guard.
         """
         if not rows:
             return
-        dialect = conn.dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        elif dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:  # pragma: no cover - only the two supported databases
-            raise RuntimeError(f"unsupported database {dialect!r}; use PostgreSQL or SQLite")
-        stmt = insert(table)
+        stmt = _insert(conn)(table)
         set_: dict[str, Any] = {col: getattr(stmt.excluded, col) for col in update}
+        if extra is not None:
+            set_.update(extra(stmt.excluded))
         if newer is not None:  # a row without a time (a CRM sync) keeps the stored one
             set_[newer] = sa.func.coalesce(getattr(stmt.excluded, newer), table.c[newer])
         where = None
@@ -392,16 +389,13 @@ class Store:
         prepared.sort(key=lambda r: (r["source"], r["id"]))  # one lock order: no deadlocks
         if not prepared:
             return
-        with self.engine.begin() as conn:
-            stmt = _insert(conn)(tickets)
-            ex, t = stmt.excluded, tickets.c
-            set_ = {
-                "customer_id": ex.customer_id, "subject": ex.subject, "description": ex.description,
-                "last_event_id": ex.last_event_id, "updated_at": ex.updated_at,
-                "last_event_at": sa.func.coalesce(ex.last_event_at, t.last_event_at),
-                # Only a change in what the desk reports is news: a sender repeating the
-                # priority it always sent says nothing about an agent. (No clock is compared:
-                # the desk's and Clout's clocks need not agree.)
+        t = tickets.c
+
+        def desk_said(ex: Any) -> dict[str, Any]:
+            # Only a change in what the desk reports is news: a sender repeating the
+            # priority it always sent says nothing about an agent. (No clock is compared:
+            # the desk's and Clout's clocks need not agree.)
+            return {
                 "desk_priority": sa.case(
                     (sa.and_(ex.desk_priority.is_not(None),
                              sa.or_(t.reported_priority.is_(None),
@@ -410,12 +404,12 @@ class Store:
                     else_=t.desk_priority),
                 "reported_priority": sa.func.coalesce(ex.desk_priority, t.reported_priority),
             }
-            where = sa.or_(t.last_event_at.is_(None), ex.last_event_at.is_(None),
-                           ex.last_event_at >= t.last_event_at)
-            conn.execute(
-                stmt.on_conflict_do_update(index_elements=["source", "id"], set_=set_, where=where),
-                [{**r, "status": "open"} for r in prepared],  # a new ticket starts open
-            )
+
+        with self.engine.begin() as conn:
+            self._upsert(conn, tickets, [{**r, "status": "open"} for r in prepared],  # new: open
+                         ["source", "id"],
+                         ["customer_id", "subject", "description", "last_event_id", "updated_at"],
+                         newer="last_event_at", keep_earliest=["created_at"], extra=desk_said)
             # What the desk said about open/closed counts only from the ticket's newest event.
             said = [{"k_source": r["source"], "k_id": r["id"], "k_event": r["last_event_id"],
                      "v": r["status"]} for r in prepared if r["status"]]
@@ -428,22 +422,6 @@ class Store:
                     .values(status=sa.bindparam("v")),
                     said,
                 )
-            # Outside the `newer` guard: even a stale event may know an earlier creation time.
-            self._keep_earliest(conn, prepared)
-
-    def _keep_earliest(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-        params = [{"k_source": r["source"], "k_id": r["id"], "v": r["created_at"]}
-                  for r in rows if r.get("created_at") is not None]
-        if params:
-            conn.execute(
-                tickets.update()
-                .where(tickets.c.source == sa.bindparam("k_source"),
-                       tickets.c.id == sa.bindparam("k_id"),
-                       sa.or_(tickets.c.created_at.is_(None),
-                              tickets.c.created_at > sa.bindparam("v")))
-                .values(created_at=sa.bindparam("v")),
-                params,
-            )
 
     def ticket_state(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
         """(source, id) -> the stored ticket: what ranking needs and where delivery stands."""
