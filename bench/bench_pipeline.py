@@ -76,7 +76,7 @@ def main(n: int = 1000) -> None:
         settings = load_settings({
             "CLOUT_DATA_DIR": str(Path(tmp) / "data"),
             "CLOUT_WEBHOOK_SECRET_GENERIC": SECRET,
-            "CLOUT_API_TOKEN": "bench",
+            "CLOUT_API_TOKEN": "bench-token-" + "0" * 32,
         })
         rt = Runtime(settings)
         runtime_mod.install(rt)

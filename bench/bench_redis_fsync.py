@@ -133,7 +133,7 @@ def webhook_app(data_dir: Path, policy: str):
     from plugin.settings import load_settings
 
     settings = load_settings({"CLOUT_DATA_DIR": str(data_dir), "CLOUT_WEBHOOK_SECRET_GENERIC": SECRET,
-                              "CLOUT_API_TOKEN": "bench-token"})
+                              "CLOUT_API_TOKEN": "bench-token-" + "0" * 32})
     rt = Runtime(settings, redis_handle=connect(None, data_dir, fsync=policy))
     return rt, create_app(runtime=rt).test_client()
 

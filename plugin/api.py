@@ -108,6 +108,9 @@ def readyz():
             checks[name] = f"failing: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
     body: dict[str, Any] = {"status": "ready" if ready else "not_ready", "checks": checks}
+    if not ready:  # the same error shape as every other refusal
+        failing = ", ".join(name for name, v in checks.items() if v != "ok")
+        body.update(error="unavailable", message=f"not ready: {failing} unavailable")
     if checks["store"] == "ok":
         try:  # parked work doesn't make the process unready, but an operator should see it
             body["parked"] = clout.store.count_parked()

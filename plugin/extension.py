@@ -73,7 +73,19 @@ def http_error(exc: HTTPException):
                     "message": exc.description}), exc.code
 
 
+OUTAGE_RETRY_AFTER = 5  # seconds; what an answer during an outage suggests to the caller
+
+
 def crash(exc: Exception):
-    """A bug: logged with its traceback, never shown to the caller."""
+    """An outage (store or Redis unreachable) is 503 and one log line; anything else is
+    a bug, logged with its traceback and never shown to the caller."""
+    from .errors import describe_error, is_outage
+
+    if is_outage(exc):
+        log.warning("answered 503, a backing service is unavailable: %s", describe_error(exc))
+        response = jsonify({"error": "unavailable", "message": "the store or queue is unavailable; "
+                            "retry later"})
+        response.headers["Retry-After"] = str(OUTAGE_RETRY_AFTER)
+        return response, 503
     log.exception("unhandled error")
     return jsonify({"error": "internal_error", "message": "internal error; see server logs"}), 500

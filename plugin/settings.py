@@ -78,6 +78,18 @@ class WebhooksConfig(_Section):
     dedupe_ttl_seconds: int = Field(345_600, ge=72 * 3600)
 
 
+class WebConfig(_Section):
+    """The HTTP server `clout run` and `clout web` use (waitress; see plugin/web_server.py)."""
+
+    # A request (headers and body) must arrive within this many seconds, and an idle
+    # connection is closed after it; slow or stalled clients are cut off, not waited on.
+    request_timeout_seconds: int = Field(30, ge=1, le=3600)
+    # Threads running the app; slow clients never hold one (requests are buffered first).
+    threads: int = Field(8, ge=1, le=256)
+    # Open connections at once; more wait in the listen backlog.
+    connection_limit: int = Field(256, ge=1, le=10_000)
+
+
 class InfluenceConfig(_Section):
     source: str = "snapshot"
     snapshot_path: str = "demo/social_snapshot.json"
@@ -135,6 +147,7 @@ class FileConfig(_Section):
     service: ServiceConfig = ServiceConfig()
     queue: QueueConfig = QueueConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
+    web: WebConfig = WebConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     influence: InfluenceConfig = InfluenceConfig()
     ranking: RankingConfig = RankingConfig()
@@ -338,6 +351,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     data_dir = Path(config.service.data_dir).expanduser().resolve()
     database_url = env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'clout.db'}"
+    _check_secret_strength(env, desks)
     webhook_secrets = {
         name[len(SECRET_ENV_PREFIX):].lower(): _Secret(value)
         for name, value in env.items()
@@ -362,6 +376,38 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sources=tuple(sources),
         desks=desks,
     )
+
+
+MIN_API_TOKEN_LENGTH = 32
+
+
+def _check_secret_strength(env: Mapping[str, str], desks: Mapping[str, DeskSettings]) -> None:
+    """Refuse to start with a secret that is set but weak: it would make forgery easy.
+
+    Each desk's webhook module knows what its signing secrets look like; the API
+    token needs length. Messages name the variable and the rule, never the value.
+    """
+    from connectors import crm
+    from webhooks import secret_problem
+
+    problems = []
+    for name in desks:
+        var = f"{SECRET_ENV_PREFIX}{name.upper()}"
+        if var not in env:
+            continue
+        value = env[var]
+        problem = ("is set but empty" if not value.strip()
+                   else secret_problem(crm.spec(name).webhook, value))
+        if problem:
+            problems.append(f"{var} {problem}")
+    token = env.get("CLOUT_API_TOKEN")
+    if token is not None and len(token.strip()) < MIN_API_TOKEN_LENGTH:
+        problems.append(
+            f"CLOUT_API_TOKEN {'is set but empty' if not token.strip() else 'is too short'}: at "
+            f"least {MIN_API_TOKEN_LENGTH} characters are required (e.g. python3 -c "
+            "\"import secrets; print(secrets.token_urlsafe(32))\"); unset it to disable the API")
+    if problems:
+        raise SettingsError("weak secrets refused:\n  " + "\n  ".join(problems))
 
 
 def _desks(raw: Mapping[str, Mapping[str, Any]]) -> dict[str, DeskSettings]:

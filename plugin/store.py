@@ -160,6 +160,15 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+# Webhooks refuse event times beyond the signature tolerance (at most an hour) ahead;
+# anything stored further ahead than this came another way and never counts as newest.
+FUTURE_SKEW = dt.timedelta(hours=1)
+
+
+def _future_limit() -> dt.datetime:
+    return utcnow() + FUTURE_SKEW
+
+
 @dataclass(frozen=True)
 class WriteOutcome:
     """What became of one claimed desk write (see `Store.settle_writes`)."""
@@ -309,8 +318,9 @@ class Store:
         """INSERT ... ON CONFLICT UPDATE.
 
         `newer`: a timestamp column; a conflicting row is only updated when the
-        incoming value is at least as new (or either side is unknown), so a
-        desk's late retry of an old event can't overwrite newer state.
+        incoming value is at least as new (or either side is unknown, or the stored
+        one lies beyond `FUTURE_SKEW` ahead of now), so a desk's late retry of an old
+        event can't overwrite newer state.
         `keep_earliest`: columns that only ever move back in time (created_at).
         `extra(excluded)`: more column expressions for the update, under the same guard.
         """
@@ -325,7 +335,10 @@ class Store:
         where = None
         if newer is not None:
             current, incoming = table.c[newer], getattr(stmt.excluded, newer)
-            where = sa.or_(current.is_(None), incoming.is_(None), incoming >= current)
+            # A stored time far in the future is a bad clock or a forged event, never
+            # "newest": it must not pin the row against every real event after it.
+            where = sa.or_(current.is_(None), incoming.is_(None), incoming >= current,
+                           current > _future_limit())
         stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_=set_, where=where)
         conn.execute(stmt, rows)
         # Outside the `newer` guard: even a stale event may know an earlier creation time.
@@ -737,7 +750,7 @@ class Store:
         stmt = _insert(conn)(writes)
         ex, w = stmt.excluded, writes.c
         newer = sa.or_(
-            w.event_at.is_(None),
+            w.event_at.is_(None), w.event_at > _future_limit(),
             sa.and_(ex.event_at.is_not(None), ex.event_at > w.event_at),
             sa.and_(sa.or_(ex.event_at.is_(None), ex.event_at == w.event_at),
                     ex.decision_id > w.decision_id),

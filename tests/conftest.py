@@ -29,7 +29,7 @@ from plugin.settings import Settings, load_settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TEST_SECRET = "whsec_" + base64.b64encode(b"clout-test-secret-0123456789abcdef").decode()
-TEST_TOKEN = "test-api-token-7f3a"
+TEST_TOKEN = "test-api-token-7f3a-0123456789abcdef"
 
 
 def standard_webhook_headers(secret: str, msg_id: str, body: bytes, ts: int | None = None) -> dict[str, str]:
@@ -97,8 +97,9 @@ def runtime_with(base_env: dict[str, str], redis_session: RedisHandle):
     """Build (and install for jobs) a runtime with extra settings or another Redis client."""
     built: list[Runtime] = []
 
-    def make(env: dict[str, str] | None = None, client: Any = None) -> Runtime:
-        rt = Runtime(load_settings({**base_env, **(env or {})}),
+    def make(env: dict[str, str | None] | None = None, client: Any = None) -> Runtime:
+        merged = {k: v for k, v in {**base_env, **(env or {})}.items() if v is not None}  # None: unset
+        rt = Runtime(load_settings(merged),
                      redis_handle=RedisHandle(client=client or redis_session.new_client()))
         if not rt.settings.database_url.startswith("sqlite") and not built:
             from plugin.store import metadata

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 from pathlib import Path
 
 import pytest
@@ -93,12 +95,57 @@ def test_secrets_cannot_come_from_the_file(tmp_path: Path):
         load_settings({"CLOUT_CONFIG": str(cfg)})
 
 
+STRONG_WHSEC = "whsec_" + base64.b64encode(b"SECRET2-" + bytes(range(40))).decode()
+
+
 def test_secrets_from_env_never_show_in_repr():
-    s = load_settings({"CLOUT_API_TOKEN": "tok-SECRET-1", "CLOUT_WEBHOOK_SECRET_GENERIC": "whsec_SECRET2"})
-    assert s.secrets.api_token == "tok-SECRET-1"
-    assert s.secrets.webhook_secret("generic") == "whsec_SECRET2"
+    token = "tok-SECRET-1-" + "x" * 32
+    s = load_settings({"CLOUT_API_TOKEN": token, "CLOUT_WEBHOOK_SECRET_GENERIC": STRONG_WHSEC})
+    assert s.secrets.api_token == token
+    assert s.secrets.webhook_secret("generic") == STRONG_WHSEC
     for text in (repr(s), repr(s.secrets), str(s.secrets), repr(s.secrets.api_token)):
-        assert "SECRET" not in text
+        assert "SECRET" not in text and STRONG_WHSEC[6:20] not in text
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("whsec_", "decodes to 0 byte(s); at least 24"),            # an empty key signs for anyone
+    ("whsec_AAAA", "decodes to 3 byte(s); at least 24"),        # three zero bytes
+    ("whsec_abc", "must be whsec_<base64>"),                    # not base64: refused, not used as text
+    ("whsec_" + base64.b64encode(b"k" * 23).decode(), "decodes to 23 byte(s)"),
+    ("", "is set but empty"),
+    ("   ", "is set but empty"),
+])
+def test_weak_webhook_secrets_are_refused_at_start(value: str, problem: str):
+    with pytest.raises(SettingsError) as err:
+        load_settings({"CLOUT_WEBHOOK_SECRET_GENERIC": value})
+    text = str(err.value)
+    assert "CLOUT_WEBHOOK_SECRET_GENERIC" in text and problem in text
+    if value.strip() and value != "whsec_":
+        assert value not in text and value[6:] not in text
+
+
+def test_a_strong_webhook_secret_is_accepted_with_or_without_the_prefix():
+    raw = base64.b64encode(b"k" * 24).decode()
+    for value in ("whsec_" + raw, raw):
+        assert load_settings({"CLOUT_WEBHOOK_SECRET_GENERIC": value}).secrets.webhook_secret("generic")
+
+
+@pytest.mark.parametrize("token, problem", [
+    ("", "is set but empty"), ("short-token", "is too short"), ("x" * 31, "is too short")])
+def test_weak_api_tokens_are_refused_at_start(token: str, problem: str):
+    with pytest.raises(SettingsError) as err:
+        load_settings({"CLOUT_API_TOKEN": token})
+    text = str(err.value)
+    assert f"CLOUT_API_TOKEN {problem}" in text and "at least 32 characters" in text
+    if token:
+        assert token not in text
+    assert load_settings({"CLOUT_API_TOKEN": "y" * 32}).secrets.api_token == "y" * 32
+
+
+def test_every_weak_secret_is_named_at_once():
+    with pytest.raises(SettingsError) as err:
+        load_settings({"CLOUT_WEBHOOK_SECRET_GENERIC": "whsec_AAAA", "CLOUT_API_TOKEN": "abc"})
+    assert "CLOUT_WEBHOOK_SECRET_GENERIC" in str(err.value) and "CLOUT_API_TOKEN" in str(err.value)
 
 
 def test_desk_mapping_must_cover_every_tier(tmp_path: Path):

@@ -218,7 +218,7 @@ def test_get_on_webhook_is_405_json(client):
 def test_unconfigured_secret_is_503_and_nothing_queued(runtime_with):
     from plugin import create_app
 
-    rt = runtime_with({"CLOUT_WEBHOOK_SECRET_GENERIC": ""})
+    rt = runtime_with({"CLOUT_WEBHOOK_SECRET_GENERIC": None})
     client = create_app(runtime=rt).test_client()
     body = json.dumps(_event()).encode()
     resp = client.post("/webhooks/generic", data=body,

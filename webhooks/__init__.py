@@ -34,7 +34,25 @@ def get_source(name: str) -> ModuleType | None:
     return module if hasattr(module, "verify") and hasattr(module, "parse") else None
 
 
+MIN_SECRET_LENGTH = 24
+
+
+def secret_problem(name: str, secret: str) -> str | None:
+    """Why `secret` is too weak for webhook source `name`, or None when it will do.
+
+    A source with its own secret format says so with `secret_problem(secret)`;
+    any other secret must at least be 24 characters. The answer never quotes it.
+    """
+    module = get_source(name)
+    check = getattr(module, "secret_problem", None)
+    if check is not None:
+        return check(secret)
+    if len(secret) < MIN_SECRET_LENGTH:
+        return f"is too short: at least {MIN_SECRET_LENGTH} characters are required"
+    return None
+
+
 __all__ = [
     "CustomerFacts", "Parsed", "PayloadError", "SignatureError", "TicketEvent",
-    "WebhookError", "WebhookRequest", "get_source",
+    "WebhookError", "WebhookRequest", "get_source", "secret_problem",
 ]

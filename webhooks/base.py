@@ -6,6 +6,10 @@ without Flask:
     verify(request: WebhookRequest, secret: str, *, now: float, tolerance: int) -> None
     parse(request: WebhookRequest) -> Parsed
 
+A module may also define `EVENT_FIELDS` (TicketEvent field -> the name in its
+payload, used in error messages) and `secret_problem(secret) -> str | None`, saying why a
+configured signing secret is too weak (checked once, at start-up).
+
 `verify` raises `SignatureError` (answered 401); `parse` raises `PayloadError`
 (answered 400) or returns `Parsed` with no events and an `ignored` reason for
 event types Clout doesn't act on (answered 200 so the desk stops retrying).

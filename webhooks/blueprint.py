@@ -28,11 +28,27 @@ def _error(status: int, error: str, message: str, **extra: Any):
     return jsonify(body), status
 
 
+class UnreadableBody(Exception):
+    """The client sent a body that can't be read (bad chunking, cut short, gone)."""
+
+
 def _read_body(limit: int) -> bytes | None:
-    """The raw body, or None when it is over `limit` (read at most limit+1 bytes)."""
+    """The raw body, or None when it is over `limit` (read at most limit+1 bytes).
+
+    Raises `UnreadableBody` for a body the server can't decode: each server reports
+    bad chunking or a vanished client its own way (OSError, ValueError, werkzeug's
+    ClientDisconnected, gunicorn's parse errors), and none of it is our bug.
+    """
     if request.content_length is not None and request.content_length > limit:
         return None
-    body = request.stream.read(limit + 1)
+    try:
+        body = request.stream.read(limit + 1)
+    except RequestEntityTooLarge:
+        return None
+    except Exception as exc:  # the client's malformed or abandoned body, not a bug
+        raise UnreadableBody(type(exc).__name__) from None
+    if request.content_length is not None and len(body) < request.content_length:
+        raise UnreadableBody("body shorter than its Content-Length")  # the client went away
     return None if len(body) > limit else body
 
 
@@ -48,8 +64,11 @@ def receive(source: str):
     limit = settings.config.webhooks.max_body_bytes
     try:
         body = _read_body(limit)
-    except RequestEntityTooLarge:
-        body = None
+    except UnreadableBody as exc:
+        log.info("unreadable %s webhook body from %s (%s): answered 400", source,
+                 request.remote_addr, exc)
+        return _error(400, "unreadable_body", "the request body could not be read (malformed "
+                      "chunked encoding, or shorter than its Content-Length)")
     if body is None:
         return _error(413, "body_too_large", f"request body is over {limit} bytes")
 
@@ -60,15 +79,28 @@ def receive(source: str):
         return _error(503, "not_configured", f"webhook source {source!r} has no signing secret configured")
 
     wreq = WebhookRequest(method=request.method, url=request.url, headers=request.headers, body=body)
+    now = time.time()
+    tolerance = settings.config.webhooks.timestamp_tolerance_seconds
     try:
-        module.verify(wreq, secret, now=time.time(),
-                      tolerance=settings.config.webhooks.timestamp_tolerance_seconds)
+        module.verify(wreq, secret, now=now, tolerance=tolerance)
     except SignatureError as exc:
         return _error(401, "bad_signature", exc.message)
+    except ValueError:  # a secret start-up checks would have refused (settings built by hand)
+        log.error("the signing secret for %s is not usable; see CLOUT_WEBHOOK_SECRET_%s",
+                  source, source.upper())
+        return _error(503, "not_configured", f"webhook source {source!r} has no usable signing secret")
     try:
         parsed = module.parse(wreq)
     except PayloadError as exc:
         return _error(400, "bad_payload", exc.message, details=exc.details)
+    names = getattr(module, "EVENT_FIELDS", {})  # TicketEvent field -> what this desk calls it
+    ahead = [(names.get(field, field), secs)
+             for e in parsed.events for field, secs in e.ahead_of(now, tolerance).items()]
+    if ahead:
+        details = [{"field": field, "problem": f"is {secs} s in the future; at most {tolerance} s "
+                    "ahead of the server clock is accepted"} for field, secs in ahead]
+        return _error(400, "bad_payload", "invalid event: " + "; ".join(
+            f"{d['field']}: {d['problem']}" for d in details), details=details)
 
     if not parsed.events:
         return jsonify({"status": "ignored", "reason": parsed.ignored or "no ticket events"}), 200

@@ -8,6 +8,7 @@ explicit `to_dict` / `from_dict` pair instead of pickling dataclasses.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -45,6 +46,26 @@ class TicketEvent:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def ahead_of(self, now: float, tolerance: int) -> dict[str, int]:
+        """Times this event claims that lie more than `tolerance` seconds after `now`,
+        as field -> seconds ahead.
+
+        A time from the future would make every real event after it look older
+        (the store keeps the newest), so such events are refused at the door.
+        """
+        ahead = {}
+        for name in ("occurred_at", "ticket_created_at"):
+            value = getattr(self, name)
+            if not value:
+                continue
+            try:
+                when = dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except (ValueError, OverflowError):
+                continue  # the parser already checked the shape
+            if when - now > tolerance:
+                ahead[name] = int(when - now)
+        return ahead
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TicketEvent":

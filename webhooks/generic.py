@@ -29,7 +29,12 @@ from .base import Parsed, PayloadError, SignatureError, WebhookRequest
 from .event import CLOSED, OPEN, SOCIAL_NETWORKS, CustomerFacts, TicketEvent
 
 NAME = "generic"
+# Where TicketEvent fields come from in this payload, for error messages.
+EVENT_FIELDS = {"occurred_at": "occurred_at", "ticket_created_at": "ticket.created_at"}
 SECRET_PREFIX = "whsec_"
+
+
+MIN_KEY_BYTES = 24
 
 
 def _secret_key(secret: str) -> bytes:
@@ -37,8 +42,25 @@ def _secret_key(secret: str) -> bytes:
     try:
         return base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError):
-        # Not base64: use the text itself, as some senders do.
-        return raw.encode()
+        raise ValueError("the signing secret is not base64") from None
+
+
+def secret_problem(secret: str) -> str | None:
+    """Why `secret` is too weak to sign with, or None.
+
+    Checked at start-up (see plugin.settings): an empty or short key makes every
+    webhook forgeable, and text that isn't base64 is a copy-paste slip, not a key.
+    The answer never contains the secret itself.
+    """
+    try:
+        key = _secret_key(secret)
+    except ValueError:
+        return (f"must be {SECRET_PREFIX}<base64>, as Standard Webhooks senders issue it "
+                "(the part after the prefix is not valid base64)")
+    if len(key) < MIN_KEY_BYTES:
+        return (f"is too weak: its key decodes to {len(key)} byte(s); at least {MIN_KEY_BYTES} "
+                f"random bytes are required (e.g. {SECRET_PREFIX} + base64 of 32 random bytes)")
+    return None
 
 
 _TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
