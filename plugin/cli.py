@@ -16,6 +16,7 @@ import sys
 from typing import Any, Callable
 
 import click
+from click.core import ParameterSource
 from redis.exceptions import RedisError
 
 from .settings import Settings, SettingsError, load_settings
@@ -97,7 +98,27 @@ def cli() -> None:
 
 host_option = click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 port_option = click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535),
-                           help="Port to listen on (0 picks a free one).")
+                           help="Port to listen on (0 picks a free one). Without --port, a busy "
+                                "5000 means a free port instead.")
+debug_option = click.option("--debug", is_flag=True,
+                            help="werkzeug's development server and DEBUG logs "
+                                 "(not for production).")
+
+
+def _port_fallback() -> bool:
+    """True when --port was not given: a busy default port then means any free one."""
+    source = click.get_current_context().get_parameter_source("port")
+    return source is ParameterSource.DEFAULT
+
+
+def _warn_port_fallback(host: str, requested: int, url: str) -> None:
+    click.echo(f"warning: {host}:{requested} is in use; serving on {url} instead "
+               "(pass --port to choose)", err=True)
+
+
+def _warn_debug() -> None:
+    click.echo("warning: --debug: werkzeug's development server (a thread per client, no request "
+               "deadline) and DEBUG logs; not for production", err=True)
 
 
 @cli.command()
@@ -112,7 +133,8 @@ def demo(host: str, port: int, timeout: float) -> None:
     _sigterm_as_exit()
     try:
         demo_mod.run_demo(host=host, port=port, timeout=timeout, load=_load, make_runtime=_runtime,
-                          setup_logging=_setup_logging, on_shutdown=_shutting_down)
+                          setup_logging=_setup_logging, on_shutdown=_shutting_down,
+                          port_fallback=_port_fallback())
     except PortInUse as exc:
         raise click.ClickException(str(exc)) from None
     except demo_mod.DemoFailed as exc:
@@ -127,30 +149,36 @@ def demo(host: str, port: int, timeout: float) -> None:
 @port_option
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Worker processes to start.")
-def run(host: str, port: int, workers: int) -> None:
+@debug_option
+def run(host: str, port: int, workers: int, debug: bool) -> None:
     """Web + workers + embedded Redis (when REDIS_URL is unset), until Ctrl-C or SIGTERM.
 
-    A worker that exits is started again (back-off 1 s doubling to 30 s); an embedded
-    redis-server that dies is started again on the same socket; meanwhile the web app
-    answers 503 where it needs Redis.
+    The web app is served by waitress ([web] settings). A worker that exits is started
+    again (back-off 1 s doubling to 30 s); an embedded redis-server that dies is started
+    again on the same socket; meanwhile the web app answers 503 where it needs Redis.
     """
     from .redis_conn import EmbeddedRedisError
     from .services import LocalStack, PortInUse
 
     settings = _load()
-    _setup_logging(settings.config.service.log_level)
+    _setup_logging("DEBUG" if debug else settings.config.service.log_level)
+    if debug:
+        _warn_debug()
     for name, what in (("CLOUT_WEBHOOK_SECRET_GENERIC", "/webhooks/generic will answer 503"),
                        ("CLOUT_API_TOKEN", "/api/* will answer 401")):
         if not os.environ.get(name):
             click.echo(f"warning: {name} is not set: {what}", err=True)
     rt = _runtime(settings)
-    stack = LocalStack(rt, host=host, port=port, workers=workers)
+    stack = LocalStack(rt, host=host, port=port, workers=workers, debug=debug,
+                       port_fallback=_port_fallback())
     _sigterm_as_exit()
     try:
         try:
             stack.start()
         except (RedisError, EmbeddedRedisError) as exc:
             raise click.ClickException(f"cannot reach Redis ({_describe(rt)}): {exc}") from None
+        if stack.fell_back:
+            _warn_port_fallback(host, port, stack.base_url)
         click.echo(f"Clout is up on {stack.base_url} ({workers} worker(s); queue: {_describe(rt)}). "
                    "Ctrl-C stops.")
         # From here on a signal only asks the supervisor to stop: it never interrupts a
@@ -170,14 +198,21 @@ def run(host: str, port: int, workers: int) -> None:
 @cli.command()
 @host_option
 @port_option
-def web(host: str, port: int) -> None:
-    """The web app only (for production, run `gunicorn 'plugin:create_app()'`)."""
+@debug_option
+def web(host: str, port: int, debug: bool) -> None:
+    """The web app only, served by waitress ([web] settings).
+
+    Behind a proxy, `gunicorn 'plugin:create_app()'` serves the same app.
+    """
     from .app import create_app
     from .redis_conn import EmbeddedRedisError
     from .services import PortInUse, RedisWatch, serve_in_thread
+    from .web_server import WebOptions
 
     settings = _load()
-    _setup_logging(settings.config.service.log_level)
+    _setup_logging("DEBUG" if debug else settings.config.service.log_level)
+    if debug:
+        _warn_debug()
     rt = _runtime(settings)
     _sigterm_as_exit()
     server = None
@@ -187,13 +222,18 @@ def web(host: str, port: int) -> None:
             rt.redis.ping()
         except (RedisError, EmbeddedRedisError) as exc:
             raise click.ClickException(f"cannot reach Redis ({_describe(rt)}): {exc}") from None
-        server, thread = serve_in_thread(create_app(runtime=rt), host, port)
-        click.echo(f"Clout web on http://{host}:{server.server_port} (queue: {_describe(rt)})")
+        server = serve_in_thread(create_app(runtime=rt), host, port,
+                                 WebOptions.from_settings(settings), debug=debug,
+                                 fallback=_port_fallback())
+        url = f"http://{host}:{server.port}"
+        if port and server.port != port:
+            _warn_port_fallback(host, port, url)
+        click.echo(f"Clout web on {url} (queue: {_describe(rt)})")
         watch = RedisWatch(rt.redis_handle)
         stop = _StopFlag()
         _signals_call(stop.set)
-        while thread.is_alive() and not stop:
-            thread.join(1)
+        while server.thread.is_alive() and not stop:
+            server.thread.join(1)
             if not stop:
                 watch.check()  # starts the embedded redis-server again if it died
     except PortInUse as exc:
@@ -205,8 +245,7 @@ def web(host: str, port: int) -> None:
         if watch is not None:
             watch.close()
         if server is not None:
-            server.shutdown()
-            server.server_close()
+            server.stop()
         rt.close()
 
 

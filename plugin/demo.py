@@ -172,9 +172,12 @@ def _queue_table(rows: list[dict[str, Any]]) -> str:
 
 def run_demo(*, host: str, port: int, timeout: float, load: Callable[..., Settings],
              make_runtime: Callable[[Settings], Any], setup_logging: Callable[..., None],
-             on_shutdown: Callable[[], None]) -> None:
+             on_shutdown: Callable[[], None], port_fallback: bool = False) -> None:
     """`clout demo`: the stack up, demo tickets in as signed webhooks, the queue out, then an
-    agent's own priority respected and a solved ticket leaving the queue."""
+    agent's own priority respected and a solved ticket leaving the queue.
+
+    `port_fallback`: `port` was not chosen by the user, so if it is taken any free
+    port will do (a warning says which)."""
     import base64
     import os
     import secrets as pysecrets
@@ -197,7 +200,8 @@ def run_demo(*, host: str, port: int, timeout: float, load: Callable[..., Settin
     setup_logging("WARNING", quiet_http=True)
     rt = make_runtime(settings)
     worker_log = settings.data_dir / "logs" / "demo-worker.log"
-    stack = LocalStack(rt, host=host, port=port, workers=1, env=env, worker_log=worker_log)
+    stack = LocalStack(rt, host=host, port=port, workers=1, env=env, worker_log=worker_log,
+                       port_fallback=port_fallback)
     click.echo(f"Data dir: {settings.data_dir}")
     if generated:
         click.echo(f"Using throwaway demo values for {', '.join(generated)} (not printed).")
@@ -219,6 +223,9 @@ def run_demo(*, host: str, port: int, timeout: float, load: Callable[..., Settin
 
     try:
         stack.start()
+        if stack.fell_back:
+            click.echo(f"warning: {host}:{port} is in use; serving on {stack.base_url} instead "
+                       "(pass --port to choose)", err=True)
         click.echo(f"Web: {stack.base_url}   Queue: {rt.redis_handle.description}")
         today = dt.date.today()
         ddir = demo_dir(settings)
@@ -274,7 +281,9 @@ def run_demo(*, host: str, port: int, timeout: float, load: Callable[..., Settin
                    "Ctrl-C stops)")
         click.echo("Set CLOUT_WEBHOOK_SECRET_GENERIC and CLOUT_API_TOKEN first, then e.g.")
         click.echo(f'  curl -H "Authorization: Bearer $CLOUT_API_TOKEN" '
-                   f'http://{host}:{port or 5000}/api/queue')
+                   f'http://{host}:{port or 5000}/api/queue'
+                   + ("    (use the URL `clout run` prints if the port is taken)"
+                      if stack.fell_back else ""))
     finally:
         on_shutdown()
         stack.stop()

@@ -5,6 +5,12 @@ web server thread; workers are separate processes started with this same
 Python (`python -m plugin.cli worker`) and the same environment, so they load
 the same settings and join the same Redis instead of starting another.
 
+The web server is waitress (plugin/web_server.py: requests are read in full
+before a thread runs the app, with a deadline per request and `[web]` limits);
+werkzeug's development server only with `debug=True` (`--debug`). When the
+port was not chosen by the user and is taken, `fallback=True` listens on a free
+one instead; otherwise a busy port is `PortInUse`.
+
 `LocalStack.supervise()` keeps the stack up until asked to stop:
 
 - a worker process that exits is started again after a back-off that doubles
@@ -18,12 +24,12 @@ the same settings and join the same Redis instead of starting another.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +37,10 @@ from typing import Mapping
 
 import redis
 import requests
-from werkzeug.serving import BaseWSGIServer, make_server
 
 from .redis_conn import RedisHandle
 from .runtime import Runtime
+from .web_server import DevServer, WebOptions, WebServer, bind_listener
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +49,26 @@ class PortInUse(RuntimeError):
     pass
 
 
-def serve_in_thread(app, host: str, port: int) -> tuple[BaseWSGIServer, threading.Thread]:
+def serve_in_thread(app, host: str, port: int, options: WebOptions | None = None, *,
+                    debug: bool = False, fallback: bool = False) -> WebServer | DevServer:
+    """Serve `app` on host:port from a daemon thread (`.thread`); `.port` is the real port.
+
+    waitress with `options` (defaults if None); werkzeug's dev server if `debug`.
+    A busy port raises `PortInUse`, unless `fallback`: then any free port is used.
+    """
     try:
-        server = make_server(host, port, app, threaded=True)
-    except (OSError, SystemExit) as exc:
-        # werkzeug reports a busy port by printing and calling sys.exit(1).
-        why = getattr(exc, "strerror", None) or "address already in use"
-        raise PortInUse(f"cannot listen on {host}:{port}: {why}; pass --port to use another") from None
-    thread = threading.Thread(target=server.serve_forever, name="clout-web", daemon=True)
-    thread.start()
-    return server, thread
+        sock = bind_listener(host, port)
+    except OSError as exc:
+        if not (fallback and port != 0 and exc.errno == errno.EADDRINUSE):
+            why = exc.strerror or str(exc) or "address already in use"
+            raise PortInUse(f"cannot listen on {host}:{port}: {why}; "
+                            "pass --port to use another") from None
+        try:
+            sock = bind_listener(host, 0)
+        except OSError as again:
+            raise PortInUse(f"cannot listen on {host}: {again.strerror or again}") from None
+    server = DevServer(app, sock) if debug else WebServer(app, sock, options)
+    return server.start()
 
 
 def wait_healthy(base_url: str, timeout: float = 30.0) -> None:
@@ -171,10 +187,14 @@ class LocalStack:
     def __init__(self, runtime: Runtime, *, host: str, port: int, workers: int = 1,
                  env: Mapping[str, str] | None = None, worker_log: Path | None = None,
                  backoff_initial: float = 1.0, backoff_max: float = 30.0,
-                 stable_after: float = 60.0, stuck_after: float = 30.0) -> None:
+                 stable_after: float = 60.0, stuck_after: float = 30.0,
+                 debug: bool = False, port_fallback: bool = False) -> None:
         self.runtime = runtime
         self.host = host
         self.port = port
+        self.requested_port = port
+        self.debug = debug
+        self.port_fallback = port_fallback  # a busy `port` -> any free one (see `fell_back`)
         self.workers = workers
         self.env = dict(os.environ if env is None else env)
         self.worker_log = worker_log
@@ -182,8 +202,7 @@ class LocalStack:
         self.backoff_max = backoff_max
         self.stable_after = stable_after
         self.stuck_after = stuck_after
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: WebServer | DevServer | None = None
         self._app = None
         self._slots: list[_Slot] = []
         self._log_fh = None
@@ -197,6 +216,11 @@ class LocalStack:
         return f"http://{self.host}:{self.port}"
 
     @property
+    def fell_back(self) -> bool:
+        """True when the requested port was taken and another one is served."""
+        return self.requested_port != 0 and self.port != self.requested_port
+
+    @property
     def worker_pids(self) -> list[int]:
         return [s.proc.pid for s in self._slots if s.proc is not None and s.proc.poll() is None]
 
@@ -208,8 +232,8 @@ class LocalStack:
         rt.warm()  # starts (or joins) the embedded server before any worker looks for it
         self._watch = RedisWatch(rt.redis_handle, Backoff(self.backoff_initial, self.backoff_max))
         self._app = create_app(runtime=rt)
-        self._server, self._thread = serve_in_thread(self._app, self.host, self.port)
-        self.port = self._server.server_port
+        self._server = self._serve(self.port, fallback=self.port_fallback)
+        self.port = self._server.port
         if self.worker_log:
             self.worker_log.parent.mkdir(parents=True, exist_ok=True)
             self._log_fh = self.worker_log.open("ab")
@@ -218,6 +242,11 @@ class LocalStack:
             self._slots.append(slot)
             self._spawn(slot)
         wait_healthy(self.base_url)
+
+    def _serve(self, port: int, fallback: bool = False) -> WebServer | DevServer:
+        options = WebOptions.from_settings(self.runtime.settings)
+        return serve_in_thread(self._app, self.host, port, options, debug=self.debug,
+                               fallback=fallback)
 
     def _spawn(self, slot: _Slot) -> None:
         env = {**self.env, "CLOUT_DATA_DIR": str(self.runtime.settings.data_dir)}
@@ -310,10 +339,13 @@ class LocalStack:
                 log.warning("processes left by worker pid %d ignored SIGTERM; killing them", pgid)
                 _signal_group(pgid, signal.SIGKILL)
                 del self._leftovers[pgid]
-        if self._thread is not None and not self._thread.is_alive() and not self._stop_requested:
+        server = self._server
+        if server is not None and not server.thread.is_alive() and not self._stop_requested:
             log.error("the web server thread stopped; starting it again on port %d", self.port)
-            self._server.server_close()
-            self._server, self._thread = serve_in_thread(self._app, self.host, self.port)
+            server.stop(grace=0)
+            # The same port: the URL users were given. If that fails, the dead server
+            # stays in place and the next pass tries again.
+            self._server = self._serve(self.port)
 
     def _clear_group(self, pgid: int, now: float) -> None:
         """A dead worker's children (RQ's scheduler) get SIGTERM, and SIGKILL a bit later."""
@@ -355,8 +387,7 @@ class LocalStack:
         self._leftovers.clear()
         self._slots.clear()
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
         if self._log_fh:
             self._log_fh.close()
