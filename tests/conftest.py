@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from rq import SimpleWorker
+
 from rq.serializers import JSONSerializer
 
 from plugin import runtime as runtime_mod
 from plugin.redis_conn import RedisHandle, connect
 from plugin.runtime import Runtime
 from plugin.settings import Settings, load_settings
+from plugin.worker import CloutSimpleWorker
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TEST_SECRET = "whsec_" + base64.b64encode(b"clout-test-secret-0123456789abcdef").decode()
@@ -118,7 +119,7 @@ def runtime_with(base_env: dict[str, str], redis_session: RedisHandle):
 
 def work(rt: Runtime) -> None:
     """A real RQ worker over `rt`'s queue until it is empty."""
-    SimpleWorker([rt.queue], connection=rt.redis, serializer=JSONSerializer).work(
+    CloutSimpleWorker([rt.queue], connection=rt.redis, serializer=JSONSerializer).work(
         burst=True, logging_level="WARNING")
 
 
