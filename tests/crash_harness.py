@@ -786,7 +786,7 @@ def stage_blocked_on_queue(stack: CrashStack, n: int, m: int, *,
 
 
 def stage_while_draining(stack: CrashStack, n: int, *, observe: float = DEADLINE,
-                         delay: float = 0.0, attempts: int = 3) -> StageResult:
+                         delay: float = 0.0, attempts: int = 5) -> StageResult:
     """(b) A backlog waits while the worker is frozen; it is thawed and SIGKILLed `delay`
     seconds after the drain lock appears (the drain is moving the inbox into the ledger and
     batch jobs). Tried again (with more backlog) if the drain was already over at the kill."""
@@ -796,7 +796,7 @@ def stage_while_draining(stack: CrashStack, n: int, *, observe: float = DEADLINE
     for attempt in range(1, attempts + 1):
         worker = stack.start_worker(wait=True)
         freeze(worker)
-        accepted += stack.post_new(n, prefix="B")
+        accepted += stack.post_new(n * 2 ** (attempt - 1), prefix="B")  # a longer drain each try
         inbox_before = stack.redis.llen(stack.key("inbox"))
         thaw(worker)
         try:
