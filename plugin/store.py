@@ -142,6 +142,17 @@ writes = sa.Table(
     sa.Index("ix_writes_due", "source", "state", "next_attempt_at"),
 )
 
+# Small per-desk facts that must outlive a process: a catch-up poll's watermark, the
+# API usage the desk last reported. Values are JSON.
+desk_state = sa.Table(
+    "desk_state",
+    metadata,
+    sa.Column("desk", sa.String(32), primary_key=True),
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.JSON),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 influence_history = sa.Table(
     "influence_history",
     metadata,
@@ -929,6 +940,24 @@ class Store:
                             "ticket_id": r.ticket_id, "attempts": r.attempts,
                             "error": r.last_error, "last_try": _iso(r.updated_at)} for r in e],
             }
+
+    def desk_state(self, desk: str) -> dict[str, Any]:
+        """Everything kept for `desk` (key -> value, with `<key>_at` the time it was set)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(desk_state).where(desk_state.c.desk == desk))
+            out: dict[str, Any] = {}
+            for r in rows:
+                out[r.key] = r.value
+                out[f"{r.key}_at"] = _iso(r.updated_at)
+            return out
+
+    def set_desk_state(self, desk: str, **values: Any) -> None:
+        if not values:
+            return
+        now = utcnow()
+        rows = [{"desk": desk, "key": k, "value": v, "updated_at": now} for k, v in sorted(values.items())]
+        with self.engine.begin() as conn:
+            self._upsert(conn, desk_state, rows, ["desk", "key"], ["value", "updated_at"])
 
     def count_parked(self) -> dict[str, int]:
         with self.engine.connect() as conn:

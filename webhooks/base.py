@@ -3,10 +3,16 @@
 A source module exposes two steps, each a plain function so it can be tested
 without Flask:
 
-    verify(request: WebhookRequest, secret: str, *, now: float, tolerance: int) -> None
-    parse(request: WebhookRequest) -> Parsed
+    verify(request: WebhookRequest, secret: str, *, now: float, tolerance: int, desk=None) -> None
+    parse(request: WebhookRequest, *, desk=None) -> Parsed
 
-A module may also define `EVENT_FIELDS` (TicketEvent field -> the name in its
+`desk` is the desk's settings object (e.g. the organisation id a Salesforce
+message must carry); a source that needs none ignores it.
+
+A module may also define `respond(status, body, *, request) -> (status, content_type,
+bytes) | None` for
+a desk that expects its own acknowledgement instead of JSON (Salesforce's SOAP
+Ack), `EVENT_FIELDS` (TicketEvent field -> the name in its
 payload, used in error messages) and `secret_problem(secret) -> str | None`, saying why a
 configured signing secret is too weak (checked once, at start-up).
 
@@ -18,7 +24,7 @@ event types Clout doesn't act on (answered 200 so the desk stops retrying).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol
+from typing import Any, Mapping, Protocol
 
 from .event import TicketEvent
 
@@ -31,6 +37,7 @@ class WebhookRequest:
     url: str
     headers: Mapping[str, str]  # case-insensitive mapping
     body: bytes
+    query: Mapping[str, str] = field(default_factory=dict)  # the parsed query string
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,7 @@ class PayloadError(WebhookError):
 class WebhookSource(Protocol):
     NAME: str
 
-    def verify(self, request: WebhookRequest, secret: str, *, now: float, tolerance: int) -> None: ...
+    def verify(self, request: WebhookRequest, secret: str, *, now: float, tolerance: int,
+               desk: Any = None) -> None: ...
 
-    def parse(self, request: WebhookRequest) -> Parsed: ...
+    def parse(self, request: WebhookRequest, *, desk: Any = None) -> Parsed: ...

@@ -12,7 +12,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import get_source
@@ -78,11 +78,13 @@ def receive(source: str):
         log.error("webhook secret for %s is not set (CLOUT_WEBHOOK_SECRET_%s)", source, source.upper())
         return _error(503, "not_configured", f"webhook source {source!r} has no signing secret configured")
 
-    wreq = WebhookRequest(method=request.method, url=request.url, headers=request.headers, body=body)
+    wreq = WebhookRequest(method=request.method, url=request.url, headers=request.headers, body=body,
+                          query=request.args.to_dict())
+    desk = settings.desk(source)
     now = time.time()
     tolerance = settings.config.webhooks.timestamp_tolerance_seconds
     try:
-        module.verify(wreq, secret, now=now, tolerance=tolerance)
+        module.verify(wreq, secret, now=now, tolerance=tolerance, desk=desk)
     except SignatureError as exc:
         return _error(401, "bad_signature", exc.message)
     except ValueError:  # a secret start-up checks would have refused (settings built by hand)
@@ -90,7 +92,7 @@ def receive(source: str):
                   source, source.upper())
         return _error(503, "not_configured", f"webhook source {source!r} has no usable signing secret")
     try:
-        parsed = module.parse(wreq)
+        parsed = module.parse(wreq, desk=desk)
     except PayloadError as exc:
         return _error(400, "bad_payload", exc.message, details=exc.details)
     names = getattr(module, "EVENT_FIELDS", {})  # TicketEvent field -> what this desk calls it
@@ -103,7 +105,8 @@ def receive(source: str):
             f"{d['field']}: {d['problem']}" for d in details), details=details)
 
     if not parsed.events:
-        return jsonify({"status": "ignored", "reason": parsed.ignored or "no ticket events"}), 200
+        return _answer(module, 200, {"status": "ignored",
+                                     "reason": parsed.ignored or "no ticket events"}, wreq)
     if any(e.source != source for e in parsed.events):  # a desk reusing another's format
         parsed = replace(parsed, events=tuple(replace(e, source=source) for e in parsed.events))
 
@@ -116,6 +119,16 @@ def receive(source: str):
         body_out["event_ids"] = [e.event_id for e in parsed.events]
     if outcome.duplicate:
         body_out["status"] = "duplicate"
-        return jsonify(body_out), 200
+        return _answer(module, 200, body_out, wreq)
     body_out["status"] = "queued"
-    return jsonify(body_out), 202
+    return _answer(module, 202, body_out, wreq)
+
+
+def _answer(module: Any, status: int, body: dict[str, Any], wreq: WebhookRequest):
+    """JSON, unless the desk expects an acknowledgement of its own (Salesforce's SOAP Ack)."""
+    respond = getattr(module, "respond", None)
+    custom = respond(status, body, request=wreq) if respond is not None else None
+    if custom is None:
+        return jsonify(body), status
+    code, content_type, payload = custom
+    return Response(payload, status=code, content_type=content_type)

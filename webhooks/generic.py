@@ -73,7 +73,8 @@ def sign(secret: str, msg_id: str, timestamp: int | str, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-def verify(request: WebhookRequest, secret: str, *, now: float, tolerance: int) -> None:
+def verify(request: WebhookRequest, secret: str, *, now: float, tolerance: int,
+           desk: Any = None) -> None:
     headers = request.headers
     msg_id = headers.get("webhook-id")
     timestamp = headers.get("webhook-timestamp")
@@ -230,7 +231,7 @@ def _details(exc: ValidationError) -> list[dict[str, str]]:
     return out
 
 
-def parse(request: WebhookRequest) -> Parsed:
+def parse(request: WebhookRequest, *, desk: Any = None) -> Parsed:
     delivery_id = request.headers.get("webhook-id", "")
     try:
         data: Any = json.loads(request.body)
