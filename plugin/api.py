@@ -14,6 +14,8 @@ from typing import Any, Callable
 
 from flask import Blueprint, current_app, jsonify, request
 
+from .polling import desk_report
+
 log = logging.getLogger(__name__)
 bp = Blueprint("clout_api", __name__)
 
@@ -114,6 +116,9 @@ def readyz():
     if checks["store"] == "ok":
         try:  # parked work doesn't make the process unready, but an operator should see it
             body["parked"] = clout.store.count_parked()
+            desks = desk_report(clout.runtime)  # API usage, last poll, pauses
+            if desks:
+                body["desks"] = desks
         except Exception as exc:
-            log.warning("counting parked work failed: %s", type(exc).__name__)
+            log.warning("reporting parked work and desks failed: %s", type(exc).__name__)
     return jsonify(body), 200 if ready else 503

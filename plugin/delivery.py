@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import random
 import uuid
 from typing import Any, Sequence
@@ -50,21 +51,39 @@ def _same(a: str | None, b: str | None) -> bool:
 def flush(rt: Any, desk: str, *, ticket_ids: Sequence[str] | None = None,
           parked_before: dt.datetime | None = None) -> dict[str, int]:
     """Write the due decisions of one desk; returns counts per outcome."""
+    from .polling import note_usage
+
     connector: DeskConnector = rt.desk(desk)
     settings = rt.settings
+    pause_key = settings.redis_key("desk-paused", desk)
+    if rt.redis.exists(pause_key):  # the desk asked us to back off (e.g. its API limit)
+        return {"paused": 1}
     lease = settings.config.delivery.lease_seconds
     owner = uuid.uuid4().hex
     totals: dict[str, int] = {}
+    pauses: list[float] = []
     for _ in range(MAX_PASSES):
         claimed = rt.store.claim_writes(desk, owner, lease, connector.max_batch,
                                         ticket_ids=ticket_ids, parked_before=parked_before)
         if not claimed:
             break
         outcomes = deliver(connector, claimed, settings,
-                           renew=lambda ids: rt.store.renew_write_leases(owner, ids, lease))
+                           renew=lambda ids: rt.store.renew_write_leases(owner, ids, lease),
+                           on_pause=pauses.append)
         rt.store.settle_writes(owner, outcomes)
         for o in outcomes:
             totals[o.status] = totals.get(o.status, 0) + 1
+        if pauses:
+            break
+    note_usage(rt, desk, connector)
+    if pauses:
+        # Every writer of this desk holds off until then; the writes keep their own
+        # backoff (at least as long), so nothing is failed by the pause.
+        seconds = max(1, math.ceil(max(pauses)))
+        rt.redis.set(pause_key, "1", ex=seconds)
+        until = utcnow() + dt.timedelta(seconds=seconds)
+        rt.store.set_desk_state(desk, paused_until=until.isoformat())
+        log.warning("desk %s asked to back off: its writes pause for %d s", desk, seconds)
     if totals.get("retry") or totals.get("failed"):
         log.warning("desk %s: %s", desk, ", ".join(f"{k} {v}" for k, v in sorted(totals.items())))
     elif totals:
@@ -73,12 +92,18 @@ def flush(rt: Any, desk: str, *, ticket_ids: Sequence[str] | None = None,
 
 
 def deliver(connector: DeskConnector, claimed: Sequence[Any], settings: Any,
-            renew: Any = None) -> list[WriteOutcome]:
+            renew: Any = None, on_pause: Any = None) -> list[WriteOutcome]:
     """Read the desk, decide what may be written, write it, and say what happened to each.
 
     `renew(write_ids) -> ids still ours` runs just before the write: a write whose lease
-    ran out meanwhile (a stalled worker) is left to whoever holds it now.
+    ran out meanwhile (a stalled worker) is left to whoever holds it now. `on_pause(seconds)`
+    hears when the desk as a whole said to come back later (`DeskUnavailable.retry_after`).
     """
+
+    def unavailable(exc: DeskUnavailable) -> None:
+        if on_pause is not None and exc.retry_after:
+            on_pause(exc.retry_after)
+
     cfg = settings.config.delivery
     deadline = settings.write_deadline(connector.name)
     now = utcnow()
@@ -107,6 +132,7 @@ def deliver(connector: DeskConnector, claimed: Sequence[Any], settings: Any,
     try:
         state = connector.read_tickets([c.decision.ticket_id for c in claimed])
     except DeskUnavailable as exc:
+        unavailable(exc)
         return all_failed(WriteFailure(f"reading the desk: {scrub(str(exc))}",
                                        retry_after=exc.retry_after))
     except Exception as exc:  # a connector bug or an unexpected answer: retried, then parked
@@ -137,6 +163,7 @@ def deliver(connector: DeskConnector, claimed: Sequence[Any], settings: Any,
     try:
         written = connector.write_decisions([c.decision for c in to_write])
     except DeskUnavailable as exc:
+        unavailable(exc)
         return results + [failure(c, WriteFailure(scrub(str(exc)), retry_after=exc.retry_after))
                           for c in to_write]
     except Exception as exc:

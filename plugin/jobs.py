@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any, Sequence
 
-from connectors.crm.base import Customer
+from connectors.crm.base import Customer, Decision
 from webhooks.event import CLOSED, TicketEvent
 
 from . import runtime as runtime_mod
@@ -207,6 +207,9 @@ def _decide(rt: Any, owner: str, claimed: list[dict[str, Any]]) -> dict[str, Any
 
     # 3. Rank the whole batch at once, record and queue the writes, conditional on the lease.
     decisions = rank_tickets(rt, rows)
+    decisions, unchanged = _without_repeats(store, decisions, state)
+    for d in unchanged:
+        settle[ledger[(d.source, d.event_id)]] = "unchanged"
     holds = {src: rt.settings.desk(src).flush_window_ms for src in {d.source for d in decisions}}
     recorded = store.record_decisions(decisions, owner=owner, ledger_ids=ledger, settle=settle,
                                       hold_ms=holds)
@@ -241,6 +244,35 @@ def _decide(rt: Any, owner: str, claimed: list[dict[str, Any]]) -> dict[str, Any
     }
 
 
+def _without_repeats(store: Any, decisions: list[Decision], state: dict) -> tuple[list, list]:
+    """Split off decisions with the same tier, priority and flags as the ticket's current one.
+
+    Writing them again would change nothing an agent acts on, and on a desk that
+    notifies or lists every change (a Salesforce flow, the catch-up poll) our own
+    write would come back as an event and be written again, for ever. Only the reason
+    text could differ (its waiting time grows); like re-ranking, that alone is not
+    worth a write. The current decision must be written or on its way, and the desk
+    must be known to show its priority (desks whose events report the priority, or
+    the local desk); otherwise the write path reads the desk and decides as before.
+    """
+    current = {(d.source, d.ticket_id): state[(d.source, d.ticket_id)].get("decision_id")
+               for d in decisions}
+    known = store.decision_summaries([i for i in current.values() if i is not None])
+    fresh, repeats = [], []
+    for d in decisions:
+        was = known.get(current[(d.source, d.ticket_id)])
+        shown = state[(d.source, d.ticket_id)].get("desk_priority")
+        same = (was is not None and was["status"] in ("written", "pending")
+                # The desk must be known to show our priority still: an agent's own priority
+                # is news the write path has to see (it reads the desk, then says so).
+                and shown is not None
+                and shown.strip().casefold() == was["priority"].strip().casefold()
+                and (was["tier"], was["priority"], was["flags"])
+                == (d.tier, d.priority, list(d.flags)))
+        (repeats if same else fresh).append(d)
+    return fresh, repeats
+
+
 def schedule_flush(rt: Any, desk: str) -> bool:
     """Gather a desk's writes for its flush window, then write them in as few calls as it
     allows. One flush job per window; reconcile writes anything this misses."""
@@ -270,6 +302,13 @@ def flush_writes(desk: str, include_parked: bool = False) -> dict[str, int]:
     finally:
         if include_parked:
             rt.redis.delete(rt.settings.redis_key("flush-queued", desk))
+
+
+def poll_desk(desk: str) -> dict[str, Any]:
+    """A desk's catch-up poll (see `plugin.polling`)."""
+    from .polling import poll
+
+    return poll(runtime_mod.current(), desk)
 
 
 def reconcile() -> dict[str, Any]:

@@ -12,7 +12,9 @@ other's reads; there is no lock a dead worker could hold. Steps, in order:
    (parked transient ones every `delivery.parked_retry_seconds`);
 4. every `delivery.rerank_interval_seconds`: open tickets are ranked again and
    those whose tier moved (waiting time, renewal distance) are written;
-5. hourly, settled ledger rows older than the dedupe window are forgotten.
+5. desks that can be polled (`desks.<desk>.poll_interval_seconds`) get a catch-up poll
+   job once per interval (see `plugin.polling`);
+6. hourly, settled ledger rows older than the dedupe window are forgotten.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 from .delivery import flush
 from .errors import describe_error, is_outage
 from .inbox import ensure_drain
+from .polling import queue_polls
 from .queues import enqueue_batches
 from .store import utcnow
 from .ticker import pending_key
@@ -45,6 +48,7 @@ def run(rt: Any) -> dict[str, Any]:
         if cfg.rerank_interval_seconds and rt.redis.set(
                 settings.redis_key("rerank-due"), "1", nx=True, ex=cfg.rerank_interval_seconds):
             out["reranked"] = rerank(rt)
+        out["polls"] = queue_polls(rt)
         if rt.redis.set(settings.redis_key("prune-due"), "1", nx=True, ex=PRUNE_INTERVAL):
             out["pruned"] = rt.store.prune(
                 utcnow() - dt.timedelta(seconds=settings.config.webhooks.dedupe_ttl_seconds))

@@ -941,6 +941,17 @@ class Store:
                             "error": r.last_error, "last_try": _iso(r.updated_at)} for r in e],
             }
 
+    def decision_summaries(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """id -> what a decision said and where it stands (tier, priority, flags, reason, status)."""
+        if not ids:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(decisions.c.id, decisions.c.tier, decisions.c.priority,
+                                          decisions.c.flags, decisions.c.reason, decisions.c.status)
+                                .where(decisions.c.id.in_(sorted(set(ids)))))
+            return {r.id: {"tier": r.tier, "priority": r.priority, "flags": list(r.flags or []),
+                           "reason": r.reason, "status": r.status} for r in rows}
+
     def desk_state(self, desk: str) -> dict[str, Any]:
         """Everything kept for `desk` (key -> value, with `<key>_at` the time it was set)."""
         with self.engine.connect() as conn:
@@ -1139,7 +1150,7 @@ class Store:
             return [{**_ticket_dict(r), "source": r.source, "id": r.id,
                      "current_tier": r.current_tier} for r in conn.execute(query)]
 
-    SETTLED = ("decided", "agent_override", "closed", "superseded", "stale")
+    SETTLED = ("decided", "agent_override", "closed", "superseded", "stale", "unchanged")
 
     def decided_events(self, event_ids: Sequence[str]) -> set[str]:
         """Which of these events Clout is done with: written to the desk, or needing no

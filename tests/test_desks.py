@@ -123,7 +123,10 @@ def test_429_retry_after_is_honoured(acme):
     next_at = row.next_attempt_at if row.next_attempt_at.tzinfo else row.next_attempt_at.replace(
         tzinfo=dt.timezone.utc)
     assert next_at >= before + dt.timedelta(seconds=1.9)  # not the 0.2 s backoff
-    assert flush(rt, "acme") == {}  # not due yet: no hammering
+    calls = len(server.calls)
+    assert flush(rt, "acme") == {"paused": 1}  # the whole desk waits: no hammering
+    assert len(server.calls) == calls
+    assert "paused_until" in rt.store.desk_state("acme")
     time.sleep(max(0.0, (next_at - utcnow()).total_seconds()) + 0.1)
     assert flush(rt, "acme") == {"written": 1}
 
@@ -194,6 +197,7 @@ def test_only_the_newest_decision_is_written(acme):
     client = _client(rt)
     older = _event("A-2", "C-2", at=now - dt.timedelta(minutes=5), subject="old")
     newer = _event("A-2", "C-2", at=now, subject="new")
+    newer["ticket"]["created_at"] = (now - dt.timedelta(days=5)).isoformat()  # AGED: another decision
     _post(client, "acme", older)
     work(rt)
     _post(client, "acme", newer)
@@ -205,6 +209,24 @@ def test_only_the_newest_decision_is_written(acme):
     states = rt.store.event_states([older["event_id"], newer["event_id"]])
     assert states == {older["event_id"]: "superseded", newer["event_id"]: "decided"}
     assert _decision_statuses(rt, "A-2") == ["superseded", "written"]
+
+
+def test_a_decision_that_repeats_the_current_one_is_not_written_again(runtime, post_generic, drain):
+    """A desk that notifies every change (ours included) must not loop: the same decision
+    again settles its event as `unchanged`, with no new decision and no write."""
+    first = _event("G-R", "C-R")
+    post_generic(first)
+    drain()
+    assert _decision_statuses(runtime, "G-R") == ["written"]
+    written_at = runtime.store.ticket_state([("generic", "G-R")])[("generic", "G-R")]
+    echo = _event("G-R", "C-R", description="the desk echoing our own write")
+    post_generic(echo)
+    drain()
+    assert runtime.store.event_states([echo["event_id"]]) == {echo["event_id"]: "unchanged"}
+    assert _decision_statuses(runtime, "G-R") == ["written"]
+    after = runtime.store.ticket_state([("generic", "G-R")])[("generic", "G-R")]
+    assert after["decision_id"] == written_at["decision_id"]
+    assert after["last_event_id"] == echo["event_id"]  # the event itself was taken in
 
 
 def test_an_older_batch_finishing_late_changes_nothing(acme):
@@ -269,7 +291,8 @@ def test_a_sender_repeating_its_priority_is_not_an_agent(runtime, post_generic, 
         drain()
     view = client.get("/api/tickets/G-7", headers=auth()).get_json()
     assert view["state"] == "written" and view["desk_priority"] == view["priority"]
-    assert _decision_statuses(runtime, "G-7") == ["written"] * 3
+    # Nothing changed for Clout either: the same decision is not written again.
+    assert _decision_statuses(runtime, "G-7") == ["written"]
 
 
 def test_the_local_desk_refuses_an_older_decision_and_an_agents_change(runtime, post_generic, drain):
