@@ -15,8 +15,10 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
 
+# `make demo DESK=salesforce`: the same story against a local stand-in Salesforce org.
+DESK ?= generic
 demo: $(STAMP)
-	$(BIN)/clout demo
+	$(BIN)/clout demo --desk $(DESK)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -125,16 +125,24 @@ def _warn_debug() -> None:
 @host_option
 @port_option
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for decisions.")
-def demo(host: str, port: int, timeout: float) -> None:
+@click.option("--desk", type=click.Choice(["generic", "salesforce"]), default="generic",
+              show_default=True,
+              help="Whose traffic: generic JSON webhooks, or a local stand-in Salesforce org "
+                   "(Outbound Messages in, SOQL and sObject Collections out).")
+def demo(host: str, port: int, timeout: float, desk: str) -> None:
     """Run the whole path once on embedded defaults and print the ranked queue."""
     from . import demo as demo_mod
     from .services import PortInUse
 
     _sigterm_as_exit()
+    if desk == "salesforce":
+        from .demo_salesforce import run_salesforce_demo as run_it
+    else:
+        run_it = demo_mod.run_demo
     try:
-        demo_mod.run_demo(host=host, port=port, timeout=timeout, load=_load, make_runtime=_runtime,
-                          setup_logging=_setup_logging, on_shutdown=_shutting_down,
-                          port_fallback=_port_fallback())
+        run_it(host=host, port=port, timeout=timeout, load=_load, make_runtime=_runtime,
+               setup_logging=_setup_logging, on_shutdown=_shutting_down,
+               port_fallback=_port_fallback())
     except PortInUse as exc:
         raise click.ClickException(str(exc)) from None
     except demo_mod.DemoFailed as exc:

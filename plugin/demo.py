@@ -106,15 +106,15 @@ def wait_for_decisions(store: Any, connection: Any, queue: Any, event_ids: list[
                        progress: Callable[[int, int], None]) -> tuple[set[str], str | None]:
     """Poll until every event is decided; returns (decided ids, first job error if any).
 
-    A job that failed, even one waiting for its retry, ends the wait at once:
-    a demo should say what broke now, not after the retry back-off.
+    A job that failed ends the wait at once: a demo should say what broke now, not
+    after the ledger's re-drive. (Scheduled jobs are not failures: a desk's flush
+    window schedules its write.)
     """
-    from rq.registry import FailedJobRegistry, ScheduledJobRegistry
+    from rq.registry import FailedJobRegistry
 
     deadline = time.monotonic() + timeout
     last = -1
     failed_before = set(FailedJobRegistry(queue=queue).get_job_ids())
-    scheduled_before = set(ScheduledJobRegistry(queue=queue).get_job_ids())  # e.g. an old run's retry
     while True:
         done = store.decided_events(event_ids)
         if len(done) != last:
@@ -122,8 +122,7 @@ def wait_for_decisions(store: Any, connection: Any, queue: Any, event_ids: list[
             progress(len(done), len(event_ids))
         if len(done) == len(event_ids):
             return done, None
-        broken = (set(FailedJobRegistry(queue=queue).get_job_ids()) - failed_before) | (
-            set(ScheduledJobRegistry(queue=queue).get_job_ids()) - scheduled_before)
+        broken = set(FailedJobRegistry(queue=queue).get_job_ids()) - failed_before
         if broken or time.monotonic() > deadline:
             return done, job_error(connection, next(iter(broken))) if broken else None
         time.sleep(0.1)

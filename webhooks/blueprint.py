@@ -87,6 +87,8 @@ def receive(source: str):
         module.verify(wreq, secret, now=now, tolerance=tolerance, desk=desk)
     except SignatureError as exc:
         return _error(401, "bad_signature", exc.message)
+    except PayloadError as exc:  # a source that must read the body to check it (an org id)
+        return _error(400, "bad_payload", exc.message, details=exc.details)
     except ValueError:  # a secret start-up checks would have refused (settings built by hand)
         log.error("the signing secret for %s is not usable; see CLOUT_WEBHOOK_SECRET_%s",
                   source, source.upper())

@@ -17,6 +17,7 @@ from .base import (CLOSED, OPEN, CRMConnector, Customer, Decision, DeskConnector
 # (/webhooks/<name>) and the `source` of every event it sends.
 DESKS: dict[str, str] = {
     "generic": "connectors.crm.local",
+    "salesforce": "connectors.crm.salesforce",
 }
 
 
