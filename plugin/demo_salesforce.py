@@ -86,6 +86,12 @@ def run_salesforce_demo(*, host: str, port: int, timeout: float, load: Callable[
                  "CLOUT_SALESFORCE_SECURITY_TOKEN", "CLOUT_SALESFORCE_CONSUMER_KEY",
                  "CLOUT_SALESFORCE_PRIVATE_KEY_FILE"):
         env.pop(name, None)  # the sandbox session only, whatever the shell holds
+    base = load(env)
+    if not env.get("DATABASE_URL"):
+        # Its own store, fresh each run: the stand-in org hands out the same Case ids
+        # every time, and yesterday's decisions for them are not today's story.
+        env["CLOUT_DATA_DIR"] = str(base.data_dir / "demo-salesforce")
+        (base.data_dir / "demo-salesforce" / "clout.db").unlink(missing_ok=True)
     settings = load(env)
     setup_logging("WARNING", quiet_http=True)
     rt = make_runtime(settings)
@@ -95,13 +101,25 @@ def run_salesforce_demo(*, host: str, port: int, timeout: float, load: Callable[
     click.echo(f"Data dir: {settings.data_dir}")
     click.echo(f"Salesforce sandbox (local stand-in, test CA): {sandbox.url}  org {sandbox.org_id}")
 
-    def wait(event_ids: list[str]) -> None:
+    def wait(event_ids: list[str], case_ids: list[str]) -> None:
+        """Until the notifications are settled and every Case's decision is through with
+        the org (written, an agent's priority kept, or closed): writes wait for the flush
+        window, and a catch-up poll may have decided a Case first."""
         done, error = wait_for_decisions(rt.store, rt.redis, rt.queue, event_ids, timeout,
                                          lambda d, t: None)
-        click.echo(f"Decided and written {len(done)}/{len(event_ids)}")
-        if len(done) < len(event_ids):
+        settled: list[str] = []
+        deadline = time.monotonic() + timeout
+        while not error and time.monotonic() < deadline:
+            views = [rt.store.ticket_decisions(c, "salesforce") for c in case_ids]
+            settled = [c for c, v in zip(case_ids, views)
+                       if v and v[0]["state"] in ("written", "agent_override", "closed")]
+            if len(settled) == len(case_ids):
+                break
+            time.sleep(0.1)
+        click.echo(f"Decided and written {len(settled)}/{len(case_ids)}")
+        if len(done) < len(event_ids) or len(settled) < len(case_ids):
             why = f"a job failed: {error}" if error else f"still pending after {timeout:.0f} s"
-            raise DemoFailed(f"{len(event_ids) - len(done)} of {len(event_ids)} Cases undecided, "
+            raise DemoFailed(f"{len(case_ids) - len(settled)} of {len(case_ids)} Cases not written, "
                              f"{why}. Worker log: {worker_log}")
 
     session = requests.Session()
@@ -147,7 +165,7 @@ def run_salesforce_demo(*, host: str, port: int, timeout: float, load: Callable[
         first = notify(list(case_of.values()))
         click.echo(f"The org sent one Outbound Message with {len(first)} notifications "
                    "(answered with the SOAP Ack).")
-        wait(first)
+        wait(first, list(case_of.values()))
 
         def ours() -> list[dict[str, Any]]:
             rows = rt.store.open_queue(limit=500)
@@ -173,7 +191,8 @@ def run_salesforce_demo(*, host: str, port: int, timeout: float, load: Callable[
         click.echo(f"An agent sets Case {sandbox.case(target['ticket_id']).get('CaseNumber')} to High "
                    f"by hand, and the Case for {SOLVED_TICKET} is closed; the org notifies both.")
         sandbox.reset_calls()
-        wait(notify([target["ticket_id"], case_of[SOLVED_TICKET]]))
+        pair = [target["ticket_id"], case_of[SOLVED_TICKET]]
+        wait(notify(pair), pair)
         rows = ours()
         kept = next((r for r in rows if r["ticket_id"] == target["ticket_id"]), None)
         if kept is None or kept["state"] != "agent_override":
