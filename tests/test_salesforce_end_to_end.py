@@ -298,3 +298,26 @@ def test_a_signed_json_callout_is_accepted_on_the_salesforce_path(sf):
     work(rt)
     assert sandbox.case(case)["Clout_Tier__c"]
     assert client.get(f"/api/tickets/{case}?source=salesforce", headers=auth()).get_json()["state"] == "written"
+
+
+def test_no_ack_unless_every_notification_is_queued(sf, base_env):
+    """Redis away: 503 and no SOAP Ack, so Salesforce keeps the message and retries."""
+    from plugin import create_app
+
+    sandbox, make = sf
+    rt, client, notify = make()
+    case = sandbox.add_case("Queue down", contact_id=_customer(sandbox))
+    env = {**base_env, "REDIS_URL": "redis://127.0.0.1:1/0",
+           "CLOUT_DESKS__SALESFORCE__ENABLED": "true",
+           "CLOUT_DESKS__SALESFORCE__ORGANIZATION_ID": sandbox.org_id,
+           "CLOUT_WEBHOOK_SECRET_SALESFORCE": SF_SECRET}
+    down = Runtime(load_settings(env))
+    try:
+        resp = create_app(runtime=down).test_client().post(
+            f"/webhooks/salesforce?token={quote(SF_SECRET, safe='')}",
+            data=sandbox.outbound_message([case]), headers={"Content-Type": "text/xml"})
+    finally:
+        down.close()
+    assert resp.status_code == 503 and b"<Ack>" not in resp.data
+    assert resp.get_json()["error"] == "queue_unavailable"
+    assert notify([case]).status_code == 200  # Salesforce's retry, once the queue is back
