@@ -188,7 +188,9 @@ def test_a_burst_of_1000_cases_costs_at_most_5_update_calls(sf):
     patches = _patches(sandbox)
     written = sum(len(c.body["records"]) for c in patches)
     assert written == 1000
-    print(f"\n1,000-Case burst: {len(patches)} sObject Collections update call(s), {written} records")
+    queries = [c for c in sandbox.calls if "/query" in c.path]
+    print(f"\n1,000-Case burst: {len(patches)} sObject Collections update call(s) for {written} "
+          f"records; {len(queries)} SOQL quer(ies); {len(sandbox.calls)} calls in all")
     assert len(patches) <= 5, len(patches)
     assert all(sandbox.case(c)["Clout_Tier__c"] for c in cases[:: 97])
 
