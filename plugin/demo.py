@@ -128,6 +128,34 @@ def wait_for_decisions(store: Any, connection: Any, queue: Any, event_ids: list[
         time.sleep(0.1)
 
 
+def demo_stack(settings: Settings, env: dict[str, str], host: str, port: int,
+               make_runtime: Callable[[Settings], Any], setup_logging: Callable[..., None],
+               port_fallback: bool) -> tuple[Any, Any, Path]:
+    """The runtime and the (not yet started) web + one worker stack a demo runs on."""
+    import click
+
+    from .services import LocalStack
+
+    setup_logging("WARNING", quiet_http=True)
+    rt = make_runtime(settings)
+    worker_log = settings.data_dir / "logs" / "demo-worker.log"
+    stack = LocalStack(rt, host=host, port=port, workers=1, env=env, worker_log=worker_log,
+                       port_fallback=port_fallback)
+    click.echo(f"Data dir: {settings.data_dir}")
+    return rt, stack, worker_log
+
+
+def start_stack(rt: Any, stack: Any, host: str, port: int) -> None:
+    """Start it and say where it listens (and that the port moved, if it did)."""
+    import click
+
+    stack.start()
+    if stack.fell_back:
+        click.echo(f"warning: {host}:{port} is in use; serving on {stack.base_url} instead "
+                   "(pass --port to choose)", err=True)
+    click.echo(f"Web: {stack.base_url}   Queue: {rt.redis_handle.description}")
+
+
 def demo_dir(settings: Settings) -> Path:
     own = settings.config_dir / DEMO_DIR_NAME
     return own if own.is_dir() else bundled.config_dir() / DEMO_DIR_NAME
@@ -184,8 +212,6 @@ def run_demo(*, host: str, port: int, timeout: float, load: Callable[..., Settin
 
     import click
 
-    from .services import LocalStack
-
     started = time.monotonic()
     env = dict(os.environ)
     generated = []
@@ -196,12 +222,8 @@ def run_demo(*, host: str, port: int, timeout: float, load: Callable[..., Settin
         env["CLOUT_API_TOKEN"] = pysecrets.token_urlsafe(24)
         generated.append("CLOUT_API_TOKEN")
     settings = load(env)
-    setup_logging("WARNING", quiet_http=True)
-    rt = make_runtime(settings)
-    worker_log = settings.data_dir / "logs" / "demo-worker.log"
-    stack = LocalStack(rt, host=host, port=port, workers=1, env=env, worker_log=worker_log,
-                       port_fallback=port_fallback)
-    click.echo(f"Data dir: {settings.data_dir}")
+    rt, stack, worker_log = demo_stack(settings, env, host, port, make_runtime, setup_logging,
+                                       port_fallback)
     if generated:
         click.echo(f"Using throwaway demo values for {', '.join(generated)} (not printed).")
     interactive = sys.stdout.isatty()
@@ -221,11 +243,7 @@ def run_demo(*, host: str, port: int, timeout: float, load: Callable[..., Settin
                              f"{why}. Worker log: {worker_log}")
 
     try:
-        stack.start()
-        if stack.fell_back:
-            click.echo(f"warning: {host}:{port} is in use; serving on {stack.base_url} instead "
-                       "(pass --port to choose)", err=True)
-        click.echo(f"Web: {stack.base_url}   Queue: {rt.redis_handle.description}")
+        start_stack(rt, stack, host, port)
         today = dt.date.today()
         ddir = demo_dir(settings)
         customers = load_customers(ddir / "customers.json", today)

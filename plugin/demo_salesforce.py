@@ -25,7 +25,8 @@ from urllib.parse import quote
 import click
 import requests
 
-from .demo import (DemoFailed, _queue_table, demo_dir, load_customers, wait_for_decisions)
+from .demo import (DemoFailed, _queue_table, demo_dir, demo_stack, load_customers, start_stack,
+                   wait_for_decisions)
 from .settings import Settings
 
 # The demo tickets' desk priorities, in a default Case.Priority picklist.
@@ -64,8 +65,6 @@ def run_salesforce_demo(*, host: str, port: int, timeout: float, load: Callable[
                         on_shutdown: Callable[[], None], port_fallback: bool = False) -> None:
     from connectors.crm.salesforce_sandbox import SalesforceSandbox
 
-    from .services import LocalStack
-
     started = time.monotonic()
     sandbox = SalesforceSandbox().start()
     env = dict(os.environ)
@@ -93,12 +92,8 @@ def run_salesforce_demo(*, host: str, port: int, timeout: float, load: Callable[
         env["CLOUT_DATA_DIR"] = str(base.data_dir / "demo-salesforce")
         (base.data_dir / "demo-salesforce" / "clout.db").unlink(missing_ok=True)
     settings = load(env)
-    setup_logging("WARNING", quiet_http=True)
-    rt = make_runtime(settings)
-    worker_log = settings.data_dir / "logs" / "demo-worker.log"
-    stack = LocalStack(rt, host=host, port=port, workers=1, env=env, worker_log=worker_log,
-                       port_fallback=port_fallback)
-    click.echo(f"Data dir: {settings.data_dir}")
+    rt, stack, worker_log = demo_stack(settings, env, host, port, make_runtime, setup_logging,
+                                       port_fallback)
     click.echo(f"Salesforce sandbox (local stand-in, test CA): {sandbox.url}  org {sandbox.org_id}")
 
     def wait(event_ids: list[str], case_ids: list[str]) -> None:
@@ -136,11 +131,7 @@ def run_salesforce_demo(*, host: str, port: int, timeout: float, load: Callable[
         return ids
 
     try:
-        stack.start()
-        if stack.fell_back:
-            click.echo(f"warning: {host}:{port} is in use; serving on {stack.base_url} instead "
-                       "(pass --port to choose)", err=True)
-        click.echo(f"Web: {stack.base_url}   Queue: {rt.redis_handle.description}")
+        start_stack(rt, stack, host, port)
         today = dt.date.today()
         now = dt.datetime.now(dt.timezone.utc)
         ddir = demo_dir(settings)
