@@ -122,6 +122,11 @@ class Runtime:
             if not self.settings.secrets.webhook_secret(name):
                 log.warning("desk %s is enabled but CLOUT_WEBHOOK_SECRET_%s is not set: "
                             "/webhooks/%s will answer 503", name, name.upper(), name)
+        for name in self.settings.enabled_desks:
+            try:  # a desk that can't be built (credentials missing) stops start-up, clearly
+                self.desk(name)
+            except ValueError as exc:
+                raise ValueError(f"desks.{name}: {exc}") from None
         if cfg.influence.source not in social.available():
             raise ValueError(f"influence.source: unknown source {cfg.influence.source!r}; "
                              f"available: {', '.join(social.available())}")

@@ -323,3 +323,18 @@ def test_no_ack_unless_every_notification_is_queued(sf, base_env):
     assert resp.status_code == 503 and b"<Ack>" not in resp.data
     assert resp.get_json()["error"] == "queue_unavailable"
     assert notify([case]).status_code == 200  # Salesforce's retry, once the queue is back
+
+
+def test_missing_credentials_stop_start_up_with_a_clear_message(base_env, tmp_path):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUT_")}
+    env.update(base_env, CLOUT_DESKS__SALESFORCE__ENABLED="true",
+               CLOUT_DESKS__SALESFORCE__ORGANIZATION_ID="00D5g00000CLOUTAAA",
+               CLOUT_WEBHOOK_SECRET_SALESFORCE=SF_SECRET)
+    proc = subprocess.run([sys.executable, "-m", "plugin.cli", "worker", "--burst"], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "desks.salesforce: Salesforce credentials missing" in proc.stderr
+    assert "Traceback" not in proc.stderr
