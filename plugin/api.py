@@ -91,6 +91,19 @@ def queue():
     return jsonify({"tickets": items, "limit": limit, "offset": offset})
 
 
+@bp.post("/api/customers/<path:customer_id>/opt-out")
+@require_token
+def opt_out(customer_id: str):
+    """`{"opt_out": true|false}`: stop (or allow again) profiling this customer."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("opt_out"), bool):
+        return _error(400, "bad_request", 'send a JSON body {"opt_out": true} or {"opt_out": false}')
+    if not _plausible(customer_id):
+        return _error(400, "bad_request", f"customer id must be 1 to {MAX_ID} characters")
+    current_app.extensions["clout"].store.set_opt_out(customer_id, body["opt_out"])
+    return jsonify({"customer_id": customer_id, "opt_out": body["opt_out"]})
+
+
 @bp.get("/healthz")
 def healthz():
     return jsonify({"status": "ok"})

@@ -5,6 +5,9 @@
     clout web      the web app only (REDIS_URL, or join/start the embedded Redis)
     clout worker   one RQ worker, with the reconcile ticker
     clout failed   parked desk writes and events; --retry puts them back to work
+    clout score    score social handles (or a file of profiles) and show the parts
+    clout refresh  look up stale influence of customers with open tickets again
+    clout optout   stop (or with --undo allow again) profiling one customer
 """
 
 from __future__ import annotations
@@ -283,6 +286,119 @@ def failed(retry: bool, limit: int) -> None:
         failed_command(rt, retry=retry, limit=limit, echo=click.echo)
     finally:
         rt.close(grace=1.0)  # the last one out stops an embedded Redis it started
+
+
+def _print_scores(scored: Any, echo: Callable[[str], None]) -> None:
+    for name, row in scored.iterrows():
+        echo(f"{name}: influence {float(row['influence']):.1f}")
+        explanation = row.get("explanation") or {}
+        for part in explanation.get("networks", []):
+            bits = ", ".join(f"{k} {v}" for k, v in part.items() if k != "network")
+            echo(f"  {part.get('network', '?')}: {bits}")
+        for key, value in explanation.items():
+            if key != "networks":
+                echo(f"  {key}: {value}")
+
+
+@cli.command()
+@click.argument("handles", nargs=-1)
+@click.option("--profiles", "profiles_file", type=click.Path(exists=True, dir_okay=False),
+              help="Score a JSON file of profiles instead: a list of objects with network, "
+                   "handle and counts (followers, following, posts_total, ...); an optional "
+                   "\"id\" groups several networks into one person.")
+def score(handles: tuple[str, ...], profiles_file: str | None) -> None:
+    """Score social handles now, e.g. `clout score bluesky:alice.bsky.social x:jack`.
+
+    Every handle given together counts as one person; the score and its parts are printed.
+    """
+    import dataclasses
+    import json as jsonlib
+
+    from ranking.influence import metrics_frame, score_influence
+    from ranking.metrics import NetworkMetrics
+
+    from .influence import LookupFailure, normalise
+
+    settings = _load()
+    _setup_logging("WARNING")
+    if profiles_file:
+        try:
+            rows = jsonlib.loads(open(profiles_file, encoding="utf-8").read())
+            known = {f.name for f in dataclasses.fields(NetworkMetrics)}
+            pairs = [(str(r.get("id") or f"{r['network']}:{r['handle']}"),
+                      NetworkMetrics(**{k: v for k, v in r.items() if k in known}))
+                     for r in rows]
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise click.ClickException(f"{profiles_file}: not a list of profiles ({exc})") from None
+        _print_scores(score_influence(metrics_frame(pairs)), click.echo)
+        return
+    if not handles:
+        raise click.UsageError("give NETWORK:HANDLE arguments, or --profiles FILE.json")
+    wanted: list[tuple[str, str]] = []
+    for arg in handles:
+        network, sep, handle = arg.partition(":")
+        if not sep or not handle:
+            raise click.UsageError(f"{arg!r}: write NETWORK:HANDLE, e.g. bluesky:alice.bsky.social")
+        try:
+            wanted.append((network, normalise(network, handle)))
+        except ValueError as exc:
+            raise click.ClickException(f"{arg}: {exc}") from None
+    rt = _runtime(settings)
+    try:
+        source = rt.influence
+        pairs = []
+        for network in sorted({n for n, _ in wanted}):
+            asked = [h for n, h in wanted if n == network]
+            found = source.fetch_metrics(network, asked) if network in source.networks() else {}
+            for h in asked:
+                got = found.get(h)
+                if isinstance(got, NetworkMetrics):
+                    pairs.append(("person", got))
+                else:
+                    why = got.reason if isinstance(got, LookupFailure) else "not found"
+                    click.echo(f"{network}:{h}: {why}", err=True)
+        if not pairs:
+            raise click.ClickException("no profile found for any handle")
+        _print_scores(score_influence(metrics_frame(pairs)), click.echo)
+    finally:
+        rt.close(grace=1.0)
+
+
+@cli.command()
+@click.option("--older-than", type=click.IntRange(0), default=None,
+              help="Seconds; default influence.refresh_after_seconds (0: everyone).")
+def refresh(older_than: int | None) -> None:
+    """Look up again the influence of customers with open tickets whose score is old."""
+    import datetime as dt
+
+    from .influence import refresh_influence
+
+    settings = _load()
+    _setup_logging("WARNING")
+    rt = _runtime(settings)
+    age = settings.config.influence.refresh_after_seconds if older_than is None else older_than
+    try:
+        stale = rt.store.stale_influence(dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=age))
+        with click.progressbar(length=len(stale), label="Refreshing influence") as bar:
+            result = refresh_influence(rt, older_than=dt.timedelta(seconds=age), progress=bar.update)
+        click.echo(f"Refreshed {result['refreshed']} customer(s).")
+    finally:
+        rt.close(grace=1.0)
+
+
+@cli.command()
+@click.argument("customer_id")
+@click.option("--undo", is_flag=True, help="Allow profiling again.")
+def optout(customer_id: str, undo: bool) -> None:
+    """Stop profiling a customer: no social lookups, ranked without influence."""
+    settings = _load()
+    _setup_logging("WARNING")
+    rt = _runtime(settings)
+    try:
+        rt.store.set_opt_out(customer_id, not undo)
+        click.echo(f"{customer_id}: profiling {'allowed again' if undo else 'stopped (opted out)'}.")
+    finally:
+        rt.close(grace=1.0)
 
 
 def main() -> None:

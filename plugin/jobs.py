@@ -311,6 +311,15 @@ def poll_desk(desk: str) -> dict[str, Any]:
     return poll(runtime_mod.current(), desk)
 
 
+def refresh_influence() -> dict[str, int]:
+    """Scheduled: customers with open tickets get their influence looked up again when old."""
+    from .influence import refresh_influence as refresh
+
+    rt = runtime_mod.current()
+    cfg = rt.settings.config.influence
+    return refresh(rt, older_than=dt.timedelta(seconds=cfg.refresh_after_seconds))
+
+
 def reconcile() -> dict[str, Any]:
     from .reconcile import run
 

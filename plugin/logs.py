@@ -141,6 +141,7 @@ def settings_secrets(settings: Any) -> list[str]:
     values = [secrets.api_token, *secrets.webhook_secrets.values()]
     for desk in secrets.desk_secrets.values():
         values.extend(desk.values())
+    values.extend(getattr(secrets, "social", {}).values())
     return [v for v in values if v]
 
 

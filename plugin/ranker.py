@@ -30,10 +30,11 @@ def rank_tickets(rt: Any, rows: Sequence[dict[str, Any]],
     settings = rt.settings
     now = now or dt.datetime.now(dt.timezone.utc)
     customers = rt.store.get_customers(sorted({r["customer_id"] for r in rows}))
+    cfg = settings.config.influence
     influence = lookup_influence(
         [c for c in customers.values() if c.handles], source=rt.influence, cache=rt.redis,
-        store=rt.store, ttl=settings.config.influence.cache_ttl_seconds,
-        prefix=settings.redis_key("influence"),
+        store=rt.store, ttl=cfg.cache_ttl_seconds, prefix=settings.redis_key("influence"),
+        not_found_ttl=cfg.not_found_ttl_seconds,
     )
 
     def fact(row: dict[str, Any], name: str) -> Any:

@@ -14,7 +14,9 @@ other's reads; there is no lock a dead worker could hold. Steps, in order:
    those whose tier moved (waiting time, renewal distance) are written;
 5. desks that can be polled (`desks.<desk>.poll_interval_seconds`) get a catch-up poll
    job once per interval (see `plugin.polling`);
-6. hourly, settled ledger rows older than the dedupe window are forgotten.
+6. every `influence.refresh_interval_seconds`: a job that looks up again the influence
+   of customers with open tickets whose score is older than `refresh_after_seconds`;
+7. hourly, settled ledger rows older than the dedupe window are forgotten.
 """
 
 from __future__ import annotations
@@ -49,6 +51,15 @@ def run(rt: Any) -> dict[str, Any]:
                 settings.redis_key("rerank-due"), "1", nx=True, ex=cfg.rerank_interval_seconds):
             out["reranked"] = rerank(rt)
         out["polls"] = queue_polls(rt)
+        icfg = settings.config.influence
+        if icfg.refresh_interval_seconds and icfg.refresh_after_seconds and rt.redis.set(
+                settings.redis_key("influence-refresh-due"), "1", nx=True,
+                ex=icfg.refresh_interval_seconds):
+            from .queues import job_options
+
+            rt.queue.enqueue_call("plugin.jobs.refresh_influence", description="refresh stale "
+                                  "influence of customers with open tickets", **job_options(settings))
+            out["influence_refresh"] = True
         if rt.redis.set(settings.redis_key("prune-due"), "1", nx=True, ex=PRUNE_INTERVAL):
             out["pruned"] = rt.store.prune(
                 utcnow() - dt.timedelta(seconds=settings.config.webhooks.dedupe_ttl_seconds))

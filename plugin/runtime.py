@@ -95,9 +95,16 @@ class Runtime:
     def influence(self):
         from connectors import social
 
+        import requests
+
         cfg = self.settings.config.influence
         return self._get("influence", lambda: social.build(
-            cfg.source, snapshot_path=self.settings.resolve_config_path(cfg.snapshot_path)))
+            cfg.source, snapshot_path=self.settings.resolve_config_path(cfg.snapshot_path),
+            session=requests.Session(), endpoints=dict(cfg.endpoints),
+            secrets=dict(self.settings.secrets.social),
+            timeouts=(cfg.timeout_connect_seconds, cfg.timeout_read_seconds),
+            max_retries=cfg.max_retries, max_wait_seconds=cfg.max_wait_seconds,
+            mastodon_allowlist=tuple(cfg.mastodon_allowlist), sample_budget=cfg.sample_budget))
 
     @property
     def queue(self):

@@ -26,6 +26,11 @@ ENV_PREFIX = "CLOUT_"
 SECRET_ENV_PREFIX = "CLOUT_WEBHOOK_SECRET_"
 # Environment names that are not nested config keys.
 _RESERVED_ENV = {"CLOUT_CONFIG", "CLOUT_API_TOKEN", "CLOUT_DATA_DIR"}
+# Social API credentials (environment only): secret name -> variable.
+SOCIAL_SECRET_ENV = {"x_bearer_token": "CLOUT_X_BEARER_TOKEN",
+                     "youtube_api_key": "CLOUT_YOUTUBE_API_KEY",
+                     "github_token": "CLOUT_GITHUB_TOKEN"}
+_RESERVED_ENV |= set(SOCIAL_SECRET_ENV.values())
 
 
 class SettingsError(Exception):
@@ -93,7 +98,26 @@ class WebConfig(_Section):
 class InfluenceConfig(_Section):
     source: str = "snapshot"
     snapshot_path: str = "demo/social_snapshot.json"
+    # A customer's computed score, and each (network, handle) profile, is reused this long.
     cache_ttl_seconds: int = Field(86_400, ge=0)
+    # A handle the network says doesn't exist (or that is invalid) is not asked again for this long.
+    not_found_ttl_seconds: int = Field(3600, ge=0)
+    # Customers with open tickets whose score is older than this are looked up again by the
+    # scheduled refresh (0 = no scheduled refresh).
+    refresh_after_seconds: int = Field(43_200, ge=0)
+    refresh_interval_seconds: int = Field(600, ge=0)
+    timeout_connect_seconds: float = Field(3.05, gt=0, le=60)
+    timeout_read_seconds: float = Field(10.0, gt=0, le=300)
+    max_retries: int = Field(2, ge=0, le=10)
+    # A network asking us to wait longer than this (429, rate-limit headers) is skipped
+    # for the rest of the batch instead of waited on.
+    max_wait_seconds: float = Field(30.0, ge=0, le=600)
+    # Engagement samples (recent posts) cost a request per handle: at most this many per lookup.
+    sample_budget: int = Field(0, ge=0, le=10_000)
+    # Mastodon instances that may resolve to private addresses (e.g. your own, on a LAN).
+    mastodon_allowlist: list[str] = Field(default_factory=list)
+    # Base URL per network (x, bluesky, github, reddit, youtube), for a proxy or a test server.
+    endpoints: dict[str, str] = Field(default_factory=dict)
 
 
 class WeightsConfig(_Section):
@@ -167,6 +191,7 @@ class Secrets:
     api_token: str | None = None
     webhook_secrets: Mapping[str, str] = field(default_factory=dict)
     desk_secrets: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    social: Mapping[str, str] = field(default_factory=dict)  # see SOCIAL_SECRET_ENV
 
     def webhook_secret(self, source: str) -> str | None:
         return self.webhook_secrets.get(source)
@@ -178,7 +203,8 @@ class Secrets:
         return (
             f"Secrets(api_token={'set' if self.api_token else 'unset'}, "
             f"webhook_secrets={sorted(self.webhook_secrets)}, "
-            f"desk_secrets={ {k: sorted(v) for k, v in self.desk_secrets.items()} })"
+            f"desk_secrets={ {k: sorted(v) for k, v in self.desk_secrets.items()} }, "
+            f"social={sorted(self.social)})"
         )
 
 
@@ -365,6 +391,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         api_token=_Secret(env["CLOUT_API_TOKEN"]) if env.get("CLOUT_API_TOKEN") else None,
         webhook_secrets=webhook_secrets,
         desk_secrets=desk_secrets,
+        social={name: _Secret(env[var]) for name, var in SOCIAL_SECRET_ENV.items() if env.get(var)},
     )
     return Settings(
         config=config,

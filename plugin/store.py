@@ -153,6 +153,14 @@ desk_state = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# Customers who asked not to be profiled: no social lookups, ranked without influence.
+influence_opt_outs = sa.Table(
+    "influence_opt_outs",
+    metadata,
+    sa.Column("customer_id", sa.String(128), primary_key=True),
+    sa.Column("opted_out_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 influence_history = sa.Table(
     "influence_history",
     metadata,
@@ -940,6 +948,41 @@ class Store:
                             "ticket_id": r.ticket_id, "attempts": r.attempts,
                             "error": r.last_error, "last_try": _iso(r.updated_at)} for r in e],
             }
+
+    def opted_out(self, customer_ids: Sequence[str]) -> set[str]:
+        if not customer_ids:
+            return set()
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.select(influence_opt_outs.c.customer_id).where(
+                influence_opt_outs.c.customer_id.in_(sorted(set(customer_ids))))).scalars())
+
+    def set_opt_out(self, customer_id: str, opted_out: bool) -> None:
+        """Record (or lift) a customer's opt-out of profiling; their cached history stays
+        as it was, but no new lookup is made while they are opted out."""
+        with self.engine.begin() as conn:
+            conn.execute(influence_opt_outs.delete().where(
+                influence_opt_outs.c.customer_id == customer_id))
+            if opted_out:
+                conn.execute(influence_opt_outs.insert().values(
+                    customer_id=customer_id, opted_out_at=utcnow()))
+
+    def stale_influence(self, before: dt.datetime, limit: int = 100_000) -> list[str]:
+        """Customers with handles and an open ticket whose newest influence score was computed
+        before `before` (or never), not opted out: what the scheduled refresh looks up again."""
+        latest = (sa.select(influence_history.c.customer_id,
+                            sa.func.max(influence_history.c.computed_at).label("at"))
+                  .group_by(influence_history.c.customer_id).subquery())
+        query = (
+            sa.select(customers.c.id, customers.c.handles)
+            .where(customers.c.id.in_(sa.select(tickets.c.customer_id)
+                                      .where(tickets.c.status == "open")))
+            .where(customers.c.id.not_in(sa.select(influence_opt_outs.c.customer_id)))
+            .outerjoin(latest, latest.c.customer_id == customers.c.id)
+            .where(sa.or_(latest.c.at.is_(None), latest.c.at < before))
+            .order_by(customers.c.id).limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [r.id for r in conn.execute(query) if r.handles]
 
     def decision_summaries(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """id -> what a decision said and where it stands (tier, priority, flags, reason, status)."""
