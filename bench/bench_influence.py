@@ -34,29 +34,15 @@ score_influence = model.score_influence
 
 
 def bench_frame(rows: int, seed: int) -> pd.DataFrame:
-    """`rows` customer-network rows: the calibration population, with some
-    reach-only networks (reddit karma, github, youtube) and follow-back
-    accounts mixed in so every branch of the formula is exercised."""
-    frame = model.calibration_population(int(rows / 1.53) + 1000, seed).head(rows).copy()
+    """`rows` customer-network rows: the calibration population (all six
+    networks, silent and bought accounts, heavy followers), grouped into
+    customers of 1-3 accounts so the cross-network combination is exercised."""
+    frame = model.calibration_population(rows, seed).copy()
     rng = np.random.default_rng(seed + 1)
-    pick = rng.random(len(frame))
-    reddit, github, youtube = (
-        pick < 0.08,
-        (pick >= 0.08) & (pick < 0.13),
-        (pick >= 0.13) & (pick < 0.16),
-    )
-    reach_only = reddit | github | youtube
-    frame.loc[reddit, "network"] = "reddit"
-    frame.loc[github, "network"] = "github"
-    frame.loc[youtube, "network"] = "youtube"
-    frame.loc[reddit, "likes"] = np.round(rng.lognormal(np.log(2000), 1.8, int(reddit.sum())))
-    frame.loc[reddit, ["followers", "following"]] = np.nan
-    frame.loc[reach_only, ["sample_posts"]] = 0.0
-    frame.loc[reach_only, ["reposts", "replies", "recent_posts_90d"]] = np.nan
-    frame.loc[github | youtube, "likes"] = np.nan
-    heavy = (pick >= 0.16) & (pick < 0.19)
-    frame.loc[heavy, "following"] = np.round(rng.uniform(2_000, 8_000, int(heavy.sum())))
-    return frame.reset_index(drop=True)
+    sizes = rng.choice([1, 2, 3], size=rows, p=[0.62, 0.29, 0.09])
+    owner = np.repeat(np.arange(rows), sizes)[:rows]
+    frame["customer_id"] = np.char.add("P-", owner.astype(str))
+    return frame
 
 
 # ---------------------------------------------------------------- naive baseline
@@ -69,59 +55,96 @@ def _num(value: Any) -> float:
         number = float(value)
     except (TypeError, ValueError):
         return math.nan
-    return number if math.isfinite(number) and number >= 0 else math.nan
+    if not math.isfinite(number) or number < 0:
+        return math.nan
+    return min(number, model.MAX_COUNT)
 
 
 def _nz(value: float) -> float:
     return 0.0 if math.isnan(value) else value
 
 
+def _normalise(audience: float, ref: Any) -> float:
+    ell = math.log10(1.0 + _nz(audience))
+    med, top = math.log10(1.0 + ref.median), math.log10(1.0 + ref.top)
+    if ell <= med:
+        return ell * model.REACH_MEDIAN / med
+    return model.REACH_MEDIAN + (ell - med) * (model.REACH_TOP - model.REACH_MEDIAN) / (top - med)
+
+
+def _implied(per_post: float, per_1k: float) -> float:
+    return 1000.0 * (per_post / per_1k) ** (1.0 / model.ENGAGEMENT_EXPONENT)
+
+
+def _softplus(x: float) -> float:
+    w = model.SOFTPLUS_WIDTH
+    return w * (max(x / w, 0.0) + math.log1p(math.exp(-abs(x / w))))
+
+
 def naive_row(row: Any) -> dict[str, Any]:
     """The per-network formula of ranking/influence.py for one row."""
+    ref = model.REFERENCE.get(row.network, model.DEFAULT_REFERENCE)
     followers, following, likes = _num(row.followers), _num(row.following), _num(row.likes)
     reposts, replies = _num(row.reposts), _num(row.replies)
-    posts = _nz(_num(row.sample_posts))
-    karma_proxy = row.network == "reddit" and math.isnan(followers)
-    audience = likes / model.REDDIT_KARMA_PER_FOLLOWER if karma_proxy else followers
+    posts = math.floor(_nz(_num(row.sample_posts)))
+    audience = likes if row.network == "reddit" and math.isnan(followers) else followers
+    known = not math.isnan(audience)
+    size = _nz(audience)
 
-    divisor = 1.0
-    if following > model.FOLLOWING_THRESHOLD and not math.isnan(audience):
-        ratio = (1.0 + following) / (1.0 + audience)
+    log_divisor = 0.0
+    if not math.isnan(following) and following > 0:
+        ramp = 1.0 / (1.0 + (model.FOLLOWING_THRESHOLD / following) ** model.FOLLOW_RAMP_POWER)
+        ratio = (1.0 + following) / (1.0 + size)
         exponent = (
             model.FOLLOW_PENALTY_SLOPE
-            * (ratio - model.FOLLOW_RATIO_THRESHOLD)
+            * max(ratio - model.FOLLOW_RATIO_THRESHOLD, 0.0)
             * math.log(math.log(max(following, math.e)))
         )
-        divisor = min(
-            max(math.exp(min(exponent, math.log(model.MAX_FOLLOW_DIVISOR))), 1.0),
-            model.MAX_FOLLOW_DIVISOR,
-        )
+        log_divisor = ramp * min(exponent, math.log(model.MAX_FOLLOW_DIVISOR))
+    divisor = math.exp(log_divisor)
+    penalised = size / divisor
 
-    reaction_likes = math.nan if karma_proxy else likes
-    reposts_pp = _nz(reposts) / posts if posts > 0 else 0.0
-    reactions_pp = (_nz(reaction_likes) + _nz(replies)) / posts if posts > 0 else 0.0
-    known = not (math.isnan(reposts) and math.isnan(replies) and math.isnan(reaction_likes))
-    credible = math.inf
-    if posts > 0 and known:
-        credible = (reposts_pp + reactions_pp + model.ENGAGEMENT_PRIOR) / model.MIN_ENGAGEMENT_RATE
-    true_audience = math.nan if math.isnan(audience) else min(audience / divisor, credible)
-    quality = true_audience / audience if audience > 0 else 1.0
-    recent = min(max(_nz(_num(row.recent_posts_90d)), 0.0), model.ACTIVITY_CAP)
+    publishes = ref.publishes_engagement
+    reposts_pp = _nz(reposts) / posts if posts > 0 and publishes else 0.0
+    interactions_pp = (_nz(likes) + _nz(replies)) / posts if posts > 0 and publishes else 0.0
+    anchor = model.PRIOR_MEDIANS * ref.median
+    prior = anchor * (penalised / anchor) ** model.PRIOR_EXPONENT
+    credible = prior + _implied(
+        (interactions_pp + reposts_pp) / model.CREDIBLE_SHARE, ref.interactions_1k + ref.reposts_1k
+    )
+    true_audience = min(penalised, credible) if publishes else penalised
+    quality = true_audience / size if size > 0 else 1.0
 
+    reach = _normalise(true_audience, ref)
+    if known and not publishes:
+        engagement = amplification = reach
+        activity = model.IMPUTED_ACTIVITY
+    else:
+        floor = min(ref.median, true_audience) if known and publishes else 0.0
+        engagement = _normalise(max(_implied(interactions_pp, ref.interactions_1k), floor), ref)
+        amplification = _normalise(max(_implied(reposts_pp, ref.reposts_1k), floor), ref)
+        recent = min(max(_nz(_num(row.recent_posts_90d)), 0.0), model.ACTIVITY_CAP)
+        activity = model.W_ACTIVITY * math.log10(1.0 + recent)
     parts = {
         "network": row.network,
         "handle": row.handle,
         "followers": followers,
         "audience": audience,
         "following_divisor": divisor,
-        "credible_audience": math.nan if math.isinf(credible) else credible,
-        "quality": 1.0 if math.isnan(quality) else quality,
-        "reach": model.W_REACH * math.log10(1.0 + _nz(true_audience)),
-        "amplification": model.W_AMPLIFICATION * math.log10(1.0 + reposts_pp),
-        "engagement": model.W_ENGAGEMENT * math.log10(1.0 + reactions_pp),
-        "activity": model.W_ACTIVITY * math.log10(1.0 + recent),
+        "prior_audience": prior if publishes and known else math.nan,
+        "credible_audience": credible if publishes and known else math.nan,
+        "true_audience": true_audience if known else math.nan,
+        "quality": quality if known else 1.0,
+        "damping": 1.0 - quality if known else 0.0,
+        "normalised_reach": reach,
+        "equivalent_followers": 10**reach - 1.0 if known else math.nan,
+        "engagement_imputed": known and not publishes,
+        "reach": model.W_REACH * reach,
+        "amplification": model.W_AMPLIFICATION * amplification,
+        "engagement": model.W_ENGAGEMENT * engagement,
+        "activity": activity,
     }
-    parts["score"] = (
+    parts["strength"] = (
         parts["reach"] + parts["amplification"] + parts["engagement"] + parts["activity"]
     )
     return parts
@@ -144,15 +167,20 @@ def naive_score(frame: pd.DataFrame, explain: bool = True) -> dict[str, dict[str
         seen.add(key)
         by_customer[key[0]].append(naive_row(row))
 
+    scale = model.COMBINE_SCALE
     out = {}
     for customer, networks in by_customer.items():
-        networks.sort(key=lambda p: (-p["score"], p["network"]))
-        raw = 0.0
+        networks.sort(key=lambda p: (-p["strength"], p["network"], str(p["handle"])))
+        total, combined = 0.0, 0.0
         for rank, parts in enumerate(networks):
             parts["weight"] = model.NETWORK_DECAY**rank
-            parts["contribution"] = parts["weight"] * parts["score"]
-            raw += parts["contribution"]
-        curve = 1.0 + 99.0 * -math.expm1(-((raw / model.CURVE_SCALE) ** model.CURVE_SHAPE))
+            strength = min(max(parts["strength"], 0.0), model.MAX_STRENGTH)
+            total += parts["weight"] * math.expm1(math.log(10.0) * strength / scale)
+            now = scale * math.log10(1.0 + total)
+            parts["contribution"], combined = now - combined, now
+        raw = max(_softplus(combined - model.CURVE_OFFSET) - _softplus(-model.CURVE_OFFSET), 0.0)
+        share = 1.0 - min(raw / model.CURVE_RANGE, 1.0)
+        curve = 100.0 - 99.0 * share**model.CURVE_POWER
         influence = min(max(round(curve, 1), 1.0), 100.0)
         entry: dict[str, Any] = {"influence": influence, "raw": raw}
         if explain:
@@ -160,8 +188,10 @@ def naive_score(frame: pd.DataFrame, explain: bool = True) -> dict[str, dict[str
                 "model": model.MODEL_VERSION,
                 "influence": influence,
                 "raw": round(raw, 3),
+                "strength": round(combined, 3),
                 "networks": [{k: _clean(p[k]) for k in model._EXPLAINED} for p in networks],
                 "combination": model.COMBINATION_NOTE,
+                "curve": model.CURVE_NOTE,
             }
         out[customer] = entry
     return out
@@ -195,7 +225,8 @@ def check_agreement(
             a, b = mine["explanation"]["networks"], theirs["explanation"]["networks"]
             assert [n["network"] for n in a] == [n["network"] for n in b], customer
             for x, y in zip(a, b):
-                for key in ("reach", "amplification", "engagement", "activity", "score", "quality"):
+                for key in ("reach", "amplification", "engagement", "activity", "strength",
+                            "contribution", "quality"):
                     assert math.isclose(x[key], y[key], abs_tol=2e-3), (customer, key)
     return len(ids)
 

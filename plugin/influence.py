@@ -66,21 +66,25 @@ def _customer_key(prefix: str, customer: Customer) -> str:
 
 
 def _profile_key(prefix: str, network: str, handle: str) -> str:
-    return f"{prefix}:profile:{network}:{handle.lower()}"
+    # Hashed: a handle is a customer's data, and Redis key names show up in every tool.
+    digest = hashlib.sha256(f"{network}:{handle.lower()}".encode()).hexdigest()[:24]
+    return f"{prefix}:profile:{network}:{digest}"
 
 
 def _encode(found: NetworkMetrics | LookupFailure) -> str:
     if isinstance(found, NetworkMetrics):
-        return json.dumps({"metrics": dataclasses.asdict(found), "at": time.time()})
+        counts = {k: v for k, v in dataclasses.asdict(found).items() if k != "handle"}
+        return json.dumps({"metrics": counts, "at": time.time()})
     return json.dumps({"failure": found.reason, "at": time.time()})
 
 
-def _decode(raw: bytes | str) -> NetworkMetrics | LookupFailure | None:
+def _decode(raw: bytes | str, handle: str) -> NetworkMetrics | LookupFailure | None:
     try:
         data = json.loads(raw)
         if "metrics" in data:
-            known = {f.name for f in dataclasses.fields(NetworkMetrics)}
-            return NetworkMetrics(**{k: v for k, v in data["metrics"].items() if k in known})
+            known = {f.name for f in dataclasses.fields(NetworkMetrics)} - {"handle"}
+            return NetworkMetrics(handle=handle,
+                                  **{k: v for k, v in data["metrics"].items() if k in known})
         return LookupFailure(str(data["failure"]), retryable=False)
     except (ValueError, TypeError, KeyError):
         return None  # an entry from another version: look it up again
@@ -98,7 +102,7 @@ def fetch_profiles(source: InfluenceSource, cache: redis.Redis, prefix: str,
     keys = [_profile_key(prefix, n, h) for n, h in wanted]
     if ttl > 0 and not refresh:
         for k, raw in zip(wanted, cache.mget(keys), strict=True):
-            found = _decode(raw) if raw else None
+            found = _decode(raw, k[1]) if raw else None
             if found is not None:
                 out[k] = found
     missing = [k for k in wanted if k not in out]
@@ -140,7 +144,7 @@ def fetch_profiles(source: InfluenceSource, cache: redis.Redis, prefix: str,
         raws = cache.mget([_profile_key(prefix, n, h) for n, h in theirs])
         still = []
         for k, raw in zip(theirs, raws, strict=True):
-            found = _decode(raw) if raw else None
+            found = _decode(raw, k[1]) if raw else None
             if found is not None:
                 out[k] = found
             else:

@@ -104,7 +104,8 @@ class Runtime:
             secrets=dict(self.settings.secrets.social),
             timeouts=(cfg.timeout_connect_seconds, cfg.timeout_read_seconds),
             max_retries=cfg.max_retries, max_wait_seconds=cfg.max_wait_seconds,
-            mastodon_allowlist=tuple(cfg.mastodon_allowlist), sample_budget=cfg.sample_budget))
+            mastodon_allowlist=tuple(cfg.mastodon_allowlist), sample_budget=cfg.sample_budget,
+            sample_min_followers=cfg.sample_min_followers))
 
     @property
     def queue(self):

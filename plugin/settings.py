@@ -112,8 +112,11 @@ class InfluenceConfig(_Section):
     # A network asking us to wait longer than this (429, rate-limit headers) is skipped
     # for the rest of the batch instead of waited on.
     max_wait_seconds: float = Field(30.0, ge=0, le=600)
-    # Engagement samples (recent posts) cost a request per handle: at most this many per lookup.
-    sample_budget: int = Field(0, ge=0, le=10_000)
+    # Engagement samples (recent posts) cost a request per handle: at most this many per
+    # lookup, largest audiences first, and only for audiences of sample_min_followers or more
+    # (a large audience without engagement evidence is damped as possibly bought).
+    sample_budget: int = Field(20, ge=0, le=10_000)
+    sample_min_followers: int = Field(1000, ge=0)
     # Mastodon instances that may resolve to private addresses (e.g. your own, on a LAN).
     mastodon_allowlist: list[str] = Field(default_factory=list)
     # Base URL per network (x, bluesky, github, reddit, youtube), for a proxy or a test server.

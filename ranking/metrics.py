@@ -1,12 +1,19 @@
-"""`NetworkMetrics`: the counts the influence model scores, one account on one network.
+"""`NetworkMetrics` and `NETWORKS`: what the influence model scores, one account on one network.
 
-It lives here, with the model that needs it, so `ranking/` imports nothing of
-ours; each social connector fills one from its API's JSON.
+They live here, with the model that needs them, so `ranking/` imports nothing
+of ours; each social connector fills a `NetworkMetrics` from its API's JSON.
+
+`NETWORKS` is the same list, in the same order, as
+`webhooks.event.SOCIAL_NETWORKS`: webhooks/ may not import ranking/ (nor the
+other way round), so both lists exist, and tests/test_influence_properties.py
+keeps them in step.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+NETWORKS: tuple[str, ...] = ("x", "bluesky", "mastodon", "github", "reddit", "youtube")
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ import pytest
 
 from connectors import social
 from connectors.social import PARSERS, bluesky, github, mastodon, reddit, x, youtube
-from connectors.social.base import InfluenceSource, NetworkMetrics
+from connectors.social.base import InfluenceSource, LookupFailure, NetworkMetrics
 from connectors.social.snapshot import SnapshotSource, normalise_handle
 from webhooks.event import SOCIAL_NETWORKS
 
@@ -376,7 +376,8 @@ def test_snapshot_resolves_every_demo_handle():
 def test_snapshot_lookup_is_forgiving_and_keyed_as_given():
     source = SnapshotSource(SNAPSHOT)
     found = source.fetch_metrics("x", ["@FarahTech", "ADAQ", "nobody_here"])
-    assert set(found) == {"@FarahTech", "ADAQ"}
+    assert set(found) == {"@FarahTech", "ADAQ", "nobody_here"}  # every handle gets an answer
+    assert found["nobody_here"] == LookupFailure("not found", retryable=False)
     assert found["@FarahTech"].handle == "farahtech"
     yt = source.fetch_metrics("youtube", ["farahtech", "@FARAHTECH"])
     assert yt["farahtech"] == yt["@FARAHTECH"]
@@ -416,7 +417,8 @@ def test_snapshot_loads_lazily_and_once(tmp_path):
     assert source.networks() == ("github",)
     path.write_text("not json any more", encoding="utf-8")
     assert source.fetch_metrics("github", ["kestrel-labs"])["kestrel-labs"].followers == 3120
-    assert source.fetch_metrics("x", ["adaq"]) == {}  # known network, not in this file
+    # known network, not in this file
+    assert source.fetch_metrics("x", ["adaq"]) == {"adaq": LookupFailure("not found", False)}
 
 
 def test_snapshot_rejects_other_versions(tmp_path):

@@ -9,9 +9,14 @@ needs no per-source code. Built-in sources are imported from
 `BUILTIN_SOURCES`; one whose optional dependency is missing is skipped
 rather than breaking the import, as Redash does.
 
-`PARSERS` maps each network in `webhooks.event.SOCIAL_NETWORKS` to the pure
-`parse(raw, now=None) -> NetworkMetrics` of its module, so a live client and
-the snapshot source turn the same API JSON into the same numbers.
+`PARSERS` maps each network in `NETWORKS` to the pure `parse(raw, now=None)
+-> NetworkMetrics` of its module. Each network module also holds its live
+`Client`; the "live" source (`live.py`) uses them against the real APIs and
+the "snapshot" source (`snapshot.py`) uses the same clients over a transport
+that answers from a file, so both turn the same API JSON into the same
+numbers through the same code. Handles are normalised and validated in
+`handles.py`; the shared HTTP behaviour (timeouts, retries, rate limits,
+the Mastodon address guard) is in `http.py`.
 
 The small field helpers below are shared by every parser: API bodies arrive
 with strings for numbers (YouTube), nulls, missing keys and odd timestamps,
@@ -29,7 +34,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from connectors.social.base import InfluenceSource, NetworkMetrics
+from connectors.social.base import NETWORKS, InfluenceSource, LookupFailure, NetworkMetrics
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +148,7 @@ SOURCES: dict[str, SourceFactory] = {}
 
 # Modules imported at package import so their `@register` runs; others may
 # register more sources (e.g. live API clients) from their own modules.
-BUILTIN_SOURCES: tuple[str, ...] = ("connectors.social.snapshot",)
+BUILTIN_SOURCES: tuple[str, ...] = ("connectors.social.live", "connectors.social.snapshot")
 
 
 def register(name: str) -> Callable[[F], F]:
@@ -198,6 +203,8 @@ import_sources(BUILTIN_SOURCES)
 
 __all__ = [
     "BUILTIN_SOURCES",
+    "NETWORKS",
+    "LookupFailure",
     "PARSERS",
     "SOURCES",
     "WINDOW_DAYS",

@@ -12,7 +12,7 @@ shows), falling back to the AppView's `indexedAt`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +25,9 @@ from connectors.social import (
     reference_time,
     sum_counts,
 )
-from connectors.social.base import NetworkMetrics
+from connectors.social.base import NOT_FOUND, LookupFailure, NetworkMetrics
+from connectors.social.client import Bundle, NetworkClient, chunks, unexpected
+from connectors.social.http import Call, Reply
 
 NETWORK = "bluesky"
 REPOST_REASON = "app.bsky.feed.defs#reasonRepost"
@@ -78,3 +80,57 @@ def parse(raw: Mapping[str, Any], now: datetime | None = None) -> NetworkMetrics
             metrics["likes"] = sum_counts(as_count(p.get("likeCount")) for p in own)
 
     return NetworkMetrics(network=NETWORK, handle=handle, **metrics)
+
+
+# --------------------------------------------------------------------------
+# Live client: app.bsky.actor.getProfiles (25 actors a call), getAuthorFeed (sample)
+# --------------------------------------------------------------------------
+
+BATCH = 25
+FEED_LIMIT = 50
+
+
+class Client(NetworkClient):
+    """The public AppView, no credentials. Actors it can't find are left out of the
+    `profiles` list (they become "not found"); handles and DIDs are both accepted."""
+
+    network = NETWORK
+    default_base_url = "https://public.api.bsky.app"
+    parse = staticmethod(parse)
+    has_sample = True
+
+    def lookup(self, keys: Sequence[str], call: Call) -> dict[str, Bundle | LookupFailure]:
+        out: dict[str, Bundle | LookupFailure] = {}
+        for batch in chunks(keys, BATCH):
+            reply = self.http.get_json(
+                f"{self.base_url}/xrpc/app.bsky.actor.getProfiles",
+                params=[("actors", actor) for actor in batch],
+                call=call,
+            )
+            if isinstance(reply, LookupFailure):
+                out.update(dict.fromkeys(batch, reply))
+                continue
+            if reply.status != 200 or not isinstance(reply.body, Mapping):
+                out.update(dict.fromkeys(batch, unexpected(reply, self.network)))
+                continue
+            found: dict[str, Bundle] = {}
+            for profile in as_list(reply.body.get("profiles")):
+                profile = as_mapping(profile)
+                for ident in (profile.get("handle"), profile.get("did")):
+                    if isinstance(ident, str):
+                        found[ident.lower()] = {"profile": profile}
+            for key in batch:
+                out[key] = found.get(key, NOT_FOUND)
+        return out
+
+    def sample(self, key: str, bundle: Bundle, call: Call) -> bool:
+        profile = as_mapping(bundle.get("profile"))
+        actor = profile.get("did") if isinstance(profile.get("did"), str) else key
+        reply = self.http.get_json(
+            f"{self.base_url}/xrpc/app.bsky.feed.getAuthorFeed",
+            params={"actor": actor, "limit": FEED_LIMIT, "filter": "posts_no_replies"},
+            call=call,
+        )
+        if isinstance(reply, Reply) and reply.status == 200 and isinstance(reply.body, Mapping):
+            bundle["feed"] = reply.body
+        return True

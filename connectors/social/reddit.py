@@ -9,9 +9,9 @@ mapping, chosen so nothing is invented:
 
 - `likes` = karma (`total_karma`, else `link_karma + comment_karma`, floored
   at 0) with `sample_posts = 0`, because karma is reactions received, not
-  reactions to a recent sample. The model reads it as a reach proxy
-  (`ranking.influence.REDDIT_KARMA_PER_FOLLOWER`) and never as per-post
-  engagement.
+  reactions to a recent sample. The model reads it as Reddit's reach, against
+  Reddit's own reference distribution (`ranking.influence`), and never as
+  per-post engagement.
 - `followers`, `following`, `recent_posts_90d` = None: the body doesn't say.
 - A suspended account (`is_suspended: true`), an error body or anything that
   is not a `t2` thing yields metrics with nothing set: no influence.
@@ -20,12 +20,14 @@ mapping, chosen so nothing is invented:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from connectors.social import as_count, as_flag, as_mapping
-from connectors.social.base import NetworkMetrics
+from connectors.social.base import NOT_FOUND, LookupFailure, NetworkMetrics
+from connectors.social.client import Bundle, NetworkClient, unexpected
+from connectors.social.http import Call
 
 NETWORK = "reddit"
 
@@ -58,3 +60,32 @@ def parse(raw: Mapping[str, Any], now: datetime | None = None) -> NetworkMetrics
     if about.get("kind") != "t2" or as_flag(data.get("is_suspended")):
         return NetworkMetrics(network=NETWORK, handle=name)
     return NetworkMetrics(network=NETWORK, handle=name, likes=_karma(data))
+
+
+# --------------------------------------------------------------------------
+# Live client: GET /user/{name}/about.json, one account per call (no batch)
+# --------------------------------------------------------------------------
+
+
+class Client(NetworkClient):
+    """The public JSON endpoint (10 requests a minute without OAuth). Reddit wants a
+    descriptive User-Agent, which `Http` sends with every request."""
+
+    network = NETWORK
+    default_base_url = "https://www.reddit.com"
+    parse = staticmethod(parse)
+
+    def lookup(self, keys: Sequence[str], call: Call) -> dict[str, Bundle | LookupFailure]:
+        out: dict[str, Bundle | LookupFailure] = {}
+        for key in keys:
+            reply = self.http.get_json(f"{self.base_url}/user/{key}/about.json",
+                                       params={"raw_json": 1}, call=call)
+            if isinstance(reply, LookupFailure):
+                out[key] = reply
+            elif reply.status == 200 and isinstance(reply.body, Mapping):
+                out[key] = {"about": reply.body}
+            elif reply.status == 404:
+                out[key] = NOT_FOUND
+            else:
+                out[key] = unexpected(reply, self.network)
+        return out

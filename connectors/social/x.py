@@ -12,7 +12,8 @@ as in Klout's "reshares".
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +26,9 @@ from connectors.social import (
     reference_time,
     sum_counts,
 )
-from connectors.social.base import NetworkMetrics
+from connectors.social.base import NOT_FOUND, LookupFailure, NetworkMetrics
+from connectors.social.client import Bundle, NetworkClient, chunks, unexpected
+from connectors.social.http import Call, Http, Reply, default_rate_limit, reset_wait
 
 NETWORK = "x"
 
@@ -73,3 +76,81 @@ def parse(raw: Mapping[str, Any], now: datetime | None = None) -> NetworkMetrics
             metrics["likes"] = sum_counts(as_count(c.get("like_count")) for c in counts)
 
     return NetworkMetrics(network=NETWORK, handle=handle, **metrics)
+
+
+# --------------------------------------------------------------------------
+# Live client: GET /2/users/by (100 names a call), GET /2/users/:id/tweets (sample)
+# --------------------------------------------------------------------------
+
+BATCH = 100
+_USER_ID = re.compile(r"[0-9]{1,20}")
+
+
+def rate_limit(resp: Any, body: Any) -> float | None:
+    """429 as usual; a 403 `usage-capped` (the plan's monthly cap) waits for its reset."""
+    if resp.status_code == 403 and "usage-capped" in str(as_mapping(body).get("type", "")):
+        return reset_wait(resp.headers) or 86_400.0
+    return default_rate_limit(resp, body)
+
+
+class Client(NetworkClient):
+    """X API v2 with an app bearer token. Unknown and suspended names come back in the
+    200 body's `errors` list (not as an HTTP error) and become per-handle failures."""
+
+    network = NETWORK
+    default_base_url = "https://api.x.com"
+    parse = staticmethod(parse)
+    has_sample = True
+
+    def __init__(self, http: Http, *, bearer_token: str, **options: Any) -> None:
+        super().__init__(http, **options)
+        self._auth = {"Authorization": f"Bearer {bearer_token}"}
+
+    def lookup(self, keys: Sequence[str], call: Call) -> dict[str, Bundle | LookupFailure]:
+        out: dict[str, Bundle | LookupFailure] = {}
+        for batch in chunks(keys, BATCH):
+            reply = self.http.get_json(
+                f"{self.base_url}/2/users/by",
+                params={"usernames": ",".join(batch), "user.fields": "public_metrics,created_at"},
+                headers=self._auth,
+                call=call,
+            )
+            if isinstance(reply, LookupFailure):
+                out.update(dict.fromkeys(batch, reply))
+            elif reply.status != 200 or not isinstance(reply.body, Mapping):
+                out.update(dict.fromkeys(batch, unexpected(reply, self.network)))
+            else:
+                out.update(_users_by(reply, batch))
+        return out
+
+    def sample(self, key: str, bundle: Bundle, call: Call) -> bool:
+        user_id = str(as_mapping(bundle.get("user")).get("id", ""))
+        if not _USER_ID.fullmatch(user_id):
+            return False
+        reply = self.http.get_json(
+            f"{self.base_url}/2/users/{user_id}/tweets",
+            params={"tweet.fields": "public_metrics,created_at,referenced_tweets"},
+            headers=self._auth,
+            call=call,
+        )
+        if isinstance(reply, Reply) and reply.status == 200 and isinstance(reply.body, Mapping):
+            bundle["tweets"] = reply.body
+        return True
+
+
+def _users_by(reply: Reply, batch: Sequence[str]) -> dict[str, Bundle | LookupFailure]:
+    found: dict[str, Bundle | LookupFailure] = {}
+    for user in as_list(reply.body.get("data")):
+        name = as_mapping(user).get("username")
+        if isinstance(name, str):
+            found[name.lower()] = {"user": user}
+    for error in as_list(reply.body.get("errors")):
+        error = as_mapping(error)
+        name = next((v for v in (error.get("value"), error.get("resource_id"))
+                     if isinstance(v, str)), None)
+        if name is None or name.lower() in found:
+            continue
+        detail = str(error.get("detail", "")).lower()
+        found[name.lower()] = (LookupFailure("suspended", retryable=False)
+                               if "suspended" in detail else NOT_FOUND)
+    return {key: found.get(key, NOT_FOUND) for key in batch}

@@ -12,12 +12,16 @@ optionally snippet). Counts are 64-bit integers serialised as strings.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
+import requests
+
 from connectors.social import as_count, as_flag, as_list, as_mapping
-from connectors.social.base import NetworkMetrics
+from connectors.social.base import NOT_FOUND, LookupFailure, NetworkMetrics
+from connectors.social.client import Bundle, NetworkClient, unexpected
+from connectors.social.http import Call, Http, default_rate_limit
 
 NETWORK = "youtube"
 
@@ -39,3 +43,67 @@ def parse(raw: Mapping[str, Any], now: datetime | None = None) -> NetworkMetrics
         followers=None if hidden else as_count(stats.get("subscriberCount")),
         posts_total=as_count(stats.get("videoCount")),
     )
+
+
+# --------------------------------------------------------------------------
+# Live client: channels.list?forHandle=, one handle per call
+# --------------------------------------------------------------------------
+
+QUOTA_REASONS = {"quotaExceeded", "dailyLimitExceeded"}
+RATE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded"}
+
+
+def _seconds_to_pacific_midnight() -> float:
+    """The daily quota resets at midnight Pacific time."""
+    try:
+        from zoneinfo import ZoneInfo
+
+        now = datetime.now(ZoneInfo("America/Los_Angeles"))
+    except Exception:  # no tz database: an hour is a safe guess
+        return 3600.0
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return max((midnight - now).total_seconds(), 60.0)
+
+
+def rate_limit(resp: requests.Response, body: Any) -> float | None:
+    """Google reports quota and rate limits as 403 with a reason, not as 429."""
+    if resp.status_code in (403, 429):
+        reasons = {as_mapping(e).get("reason")
+                   for e in as_list(as_mapping(as_mapping(body).get("error")).get("errors"))}
+        if reasons & QUOTA_REASONS:
+            return _seconds_to_pacific_midnight()
+        if reasons & RATE_REASONS:
+            return default_rate_limit(resp, body) or 60.0
+    return default_rate_limit(resp, body)
+
+
+class Client(NetworkClient):
+    """YouTube Data API v3 with an API key, sent in the `x-goog-api-key` header rather
+    than the `key=` query parameter, so it never appears in a URL or a log line.
+    `forHandle` takes a single handle, so each handle costs one call (1 quota unit)."""
+
+    network = NETWORK
+    default_base_url = "https://www.googleapis.com"
+    parse = staticmethod(parse)
+
+    def __init__(self, http: Http, *, api_key: str, **options: Any) -> None:
+        super().__init__(http, **options)
+        self._headers = {"x-goog-api-key": api_key}
+
+    def lookup(self, keys: Sequence[str], call: Call) -> dict[str, Bundle | LookupFailure]:
+        out: dict[str, Bundle | LookupFailure] = {}
+        for key in keys:
+            reply = self.http.get_json(
+                f"{self.base_url}/youtube/v3/channels",
+                params={"part": "snippet,statistics", "forHandle": key},
+                headers=self._headers,
+                call=call,
+            )
+            if isinstance(reply, LookupFailure):
+                out[key] = reply
+            elif reply.status == 200 and isinstance(reply.body, Mapping):
+                items = as_list(reply.body.get("items"))
+                out[key] = {"channels": reply.body} if items else NOT_FOUND
+            else:
+                out[key] = unexpected(reply, self.network)
+        return out
