@@ -156,6 +156,21 @@ def start_stack(rt: Any, stack: Any, host: str, port: int) -> None:
     click.echo(f"Web: {stack.base_url}   Queue: {rt.redis_handle.description}")
 
 
+def _clout_command() -> str:
+    """How this `clout` was started, as the user can type it again from here."""
+    import os
+    import sys
+
+    path = Path(sys.argv[0])
+    if path.name != "clout":  # python -m plugin.cli, tests
+        return "clout"
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive
+        return str(path)
+    return relative if not relative.startswith("..") else str(path)
+
+
 def demo_dir(settings: Settings) -> Path:
     own = settings.config_dir / DEMO_DIR_NAME
     return own if own.is_dir() else bundled.config_dir() / DEMO_DIR_NAME
@@ -294,7 +309,7 @@ def run_demo(*, host: str, port: int, timeout: float, load: Callable[..., Settin
         click.echo(_queue_table(rows))
         click.echo("")
         click.echo(f"Done in {time.monotonic() - started:.1f} s.")
-        click.echo("Keep it running with:  .venv/bin/clout run    (web + worker + embedded Redis, "
+        click.echo(f"Keep it running with:  {_clout_command()} run    (web + worker + embedded Redis, "
                    "Ctrl-C stops)")
         click.echo("Set CLOUT_WEBHOOK_SECRET_GENERIC and CLOUT_API_TOKEN first, then e.g.")
         click.echo(f'  curl -H "Authorization: Bearer $CLOUT_API_TOKEN" '

@@ -68,7 +68,11 @@ def run_worker(rt: Runtime, *, burst: bool = False) -> None:
         maintenance = settings.config.delivery.reconcile_interval_seconds * 6
         w = CloutWorker([rt.queue], connection=rt.redis, serializer=JSONSerializer,
                         maintenance_interval=maintenance)
-        w.work(burst=burst, with_scheduler=True, logging_level=settings.config.service.log_level)
+        # RQ announces every job at INFO (three lines per reconcile tick, every few seconds);
+        # Clout's own INFO lines say what was done, so RQ speaks up only at DEBUG, or to warn.
+        level = settings.config.service.log_level
+        w.work(burst=burst, with_scheduler=True,
+               logging_level="WARNING" if level == "INFO" else level)
     finally:
         if ticker is not None:
             ticker.stop()
