@@ -139,7 +139,9 @@ class WeightsConfig(_Section):
 
 class TiersConfig(_Section):
     urgent: float = Field(0.60, ge=0, le=1)
-    high: float = Field(0.40, ge=0, le=1)
+    # > 0: the guard "influence alone never reaches Urgent" asks the rest of the score for
+    # at least `high`; with 0 nothing would be asked.
+    high: float = Field(0.40, gt=0, le=1)
     normal: float = Field(0.20, ge=0, le=1)
 
     @model_validator(mode="after")
@@ -152,6 +154,11 @@ class TiersConfig(_Section):
 class TimingConfig(_Section):
     renewal_horizon_days: float = Field(90, gt=0)
     sla_hours: float = Field(24, gt=0)
+    # Waited this many SLAs -> at least High, whatever the weights (waiting weight 0
+    # included); 0 turns the lift off.
+    waiting_floor_slas: float = Field(2.0, ge=0, le=100)
+    # After a contract's end, renewal urgency falls from 1 to 0 over this many days.
+    renewal_grace_days: float = Field(30, ge=0, le=3650)
 
 
 class FlagsConfig(_Section):
@@ -253,6 +260,8 @@ class Settings:
             tier_normal=r.tiers.normal,
             renewal_horizon_days=r.timing.renewal_horizon_days,
             sla_hours=r.timing.sla_hours,
+            waiting_floor_slas=r.timing.waiting_floor_slas,
+            renewal_grace_days=r.timing.renewal_grace_days,
             vip_spend_percentile=r.flags.vip_spend_percentile,
             influencer_score=r.flags.influencer_score,
             renewal_soon_days=r.flags.renewal_soon_days,

@@ -18,9 +18,9 @@ spend      Mid-rank percentile of the customer's monthly spend in the whole
            plan) from all looking like the top of the book. Spend <= 0 or
            unknown gives 0: a free account gets no spend boost.
 renewal    Linear 1 - days_left / renewal_horizon_days for a contract ending
-           within the horizon; 1 for a contract that ended in the last
-           RENEWAL_GRACE_DAYS (the renewal is being lost right now); 0 when
-           further out, longer past, or unknown.
+           within the horizon; after the end it falls linearly from 1 to 0 over
+           `renewal_grace_days` (the renewal is being lost; no cliff when the grace
+           ends); 0 when further out, longer past, or unknown.
 complaint  The `complaint` column (0..1, e.g. from `ranking.sentiment`),
            raised to at least `complaint_threshold` when the customer
            mentions going public: a public complaint matters even when the
@@ -70,8 +70,6 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
 )
 
 INFLUENCE_CURVE = 1.5  # exponent of the influence curve (see module docstring)
-RENEWAL_GRACE_DAYS = 30.0  # an ended contract still counts as "renewal now" this long
-WAITING_FLOOR_SLAS = 2.0  # waited this many SLAs -> at least "high"
 REASON_TOP = 3
 _TOL = 1e-9  # score == threshold must reach the tier despite float sums
 
@@ -115,7 +113,8 @@ def prioritize(
     base = _tier_index(score, weights)
     capped = (base == _URGENT) & (score - contrib[:, 0] < weights.tier_high - _TOL)
     tier = np.where(capped, _HIGH, base)
-    floored = (sig.hours >= WAITING_FLOOR_SLAS * weights.sla_hours) & (tier > _HIGH)
+    floored = ((weights.waiting_floor_slas > 0)
+               & (sig.hours >= weights.waiting_floor_slas * weights.sla_hours) & (tier > _HIGH))
     tier = np.where(floored, _HIGH, tier)
 
     out = pd.DataFrame(
@@ -167,7 +166,8 @@ def _components(sig: _Signals, weights: Weights) -> np.ndarray:
         [
             influence_curve(sig.influence),
             sig.spend_pct,
-            renewal_urgency(sig.days_left, weights.renewal_horizon_days),
+            renewal_urgency(sig.days_left, weights.renewal_horizon_days,
+                            weights.renewal_grace_days),
             _boosted_complaint(sig, weights),
             np.clip(sig.hours / weights.sla_hours, 0.0, 1.0),
         ]
@@ -193,7 +193,7 @@ def _flags(sig: _Signals, weights: Weights) -> np.ndarray:
                 sig.spend_pct >= weights.vip_spend_percentile,
                 sig.influence >= weights.influencer_score,
                 (sig.days_left <= weights.renewal_soon_days)
-                & (sig.days_left >= -RENEWAL_GRACE_DAYS),
+                & (sig.days_left >= -weights.renewal_grace_days),
                 sig.social & (sig.complaint >= weights.complaint_threshold),
                 sig.hours >= weights.aged_hours,
             ]
@@ -239,11 +239,16 @@ def spend_percentile(spend: np.ndarray, book: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(spend) & (spend > 0), pct, 0.0)
 
 
-def renewal_urgency(days_left: np.ndarray, horizon_days: float) -> np.ndarray:
-    """Days until contract end -> 0..1; see module docstring."""
-    with np.errstate(invalid="ignore"):
+def renewal_urgency(days_left: np.ndarray, horizon_days: float,
+                    grace_days: float = 30.0) -> np.ndarray:
+    """Days until contract end -> 0..1; see module docstring. After the end, urgency
+    falls linearly from 1 to 0 over `grace_days`: no cliff, and an ended contract never
+    outranks one renewing soon for longer than it deserves."""
+    with np.errstate(invalid="ignore", divide="ignore"):
         ahead = np.clip(1.0 - days_left / horizon_days, 0.0, 1.0)
-        urgency = np.where(days_left < 0, (days_left >= -RENEWAL_GRACE_DAYS) * 1.0, ahead)
+        after = (np.clip(1.0 + days_left / grace_days, 0.0, 1.0) if grace_days > 0
+                 else np.zeros_like(days_left, dtype=float))
+        urgency = np.where(days_left < 0, after, ahead)
     return np.nan_to_num(urgency)
 
 
@@ -344,18 +349,22 @@ def _labels(sig: _Signals, weights: Weights) -> list[np.ndarray]:
     Values outside a component's contributing range are clipped; their
     phrase is never shown because their contribution is 0.
     """
-    infl_key = np.clip(np.nan_to_num(np.round(sig.influence), nan=1.0), 1, 100).astype(np.int64)
+    # Floored, like the flags' ">=" tests: "influence 60" always comes with INFLUENCER at 60.
+    infl_key = np.clip(np.nan_to_num(np.floor(sig.influence), nan=1.0), 1, 100).astype(np.int64)
     infl = _table([f"influence {i}" for i in range(101)])[infl_key]
 
     top_key = np.clip(np.ceil(np.round((1.0 - sig.spend_pct) * 100.0, 6)), 1, 100).astype(np.int64)
     spend = _table([f"spend top {i}%" for i in range(101)])[top_key]
 
-    lo = -int(RENEWAL_GRACE_DAYS) - 1
+    lo = -int(np.ceil(weights.renewal_grace_days)) - 1
     hi = int(min(np.ceil(weights.renewal_horizon_days), _MAX_LABEL_DAYS)) + 1
     day_key = np.clip(np.nan_to_num(sig.days_left, nan=hi), lo, hi).astype(np.int64) - lo
     renewal = _renewal_table(lo, hi)[day_key]
 
-    tenth = np.clip(np.round(_boosted_complaint(sig, weights) * 10), 0, 10).astype(np.int64)
+    # The complaint as measured (floored to tenths, like the flag's ">=" test), "public"
+    # when it went public: the label and SOCIAL_COMPLAINT agree; the boost going public
+    # gives shows in the contribution.
+    tenth = np.clip(np.floor(np.round(np.nan_to_num(sig.complaint) * 10, 6)), 0, 10).astype(np.int64)
     complaint_key = tenth + 11 * sig.social.astype(np.int64)
     complaint_txt = _table(
         [f"{kind}complaint {t / 10:.1f}" for kind in ("", "public ") for t in range(11)]
@@ -431,7 +440,7 @@ def _reasons(
         columns.append(_AMOUNTS[cents])  # "" for 0 cents
     notes = empty.copy()
     notes[capped] = "; kept below Urgent: influence alone can't make a ticket urgent"
-    notes[floored] = f"; raised to High: waited over {WAITING_FLOOR_SLAS:g}x SLA"
+    notes[floored] = f"; raised to High: waited over {weights.waiting_floor_slas:g}x SLA"
     columns.append(notes)
     # Only pointer gathers above; the one per-row step is a C-level join.
     return np.fromiter(map("".join, zip(*columns)), dtype=object, count=n)

@@ -30,6 +30,11 @@ class Weights:
     renewal_horizon_days: float = 90.0
     # Waiting component reaches 1.0 after this many hours (the SLA).
     sla_hours: float = 24.0
+    # A ticket that has waited this many SLAs is lifted to at least "high", whatever the
+    # weights (the waiting weight included); 0 turns the lift off.
+    waiting_floor_slas: float = 2.0
+    # After a contract's end, renewal urgency falls from 1 to 0 over this many days.
+    renewal_grace_days: float = 30.0
     # Flag thresholds.
     vip_spend_percentile: float = 0.90
     influencer_score: float = 60.0

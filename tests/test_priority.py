@@ -145,10 +145,55 @@ def test_influence_curve_keeps_median_users_small_and_rewards_the_top():
 @pytest.mark.parametrize(
     ("end", "urgency"),
     [(days(90), 0.0), (days(200), 0.0), (days(45), 0.5), (days(0), 1.0),
-     (days(-10), 1.0), (days(-30), 1.0), (days(-31), 0.0), (None, 0.0)],
+     (days(-10), 2 / 3), (days(-15), 0.5), (days(-30), 0.0), (days(-31), 0.0), (None, 0.0)],
 )
-def test_renewal_urgency_rises_towards_contract_end(end, urgency):
+def test_renewal_urgency_rises_towards_contract_end_and_fades_after_it(end, urgency):
     assert rank_one(contract_end=end)["c_renewal"] == pytest.approx(W.renewal * urgency)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"influence": 59.5}, {"influence": 60.0}, {"influence": 59.99},
+    {"complaint": 0.2, "social_mention": True}, {"complaint": 0.49, "social_mention": True},
+    {"complaint": 0.5, "social_mention": True}, {"complaint": 0.96, "social_mention": True},
+])
+def test_a_reasons_labels_agree_with_its_flags(overrides):
+    """The audit's cases: 'influence 60' without INFLUENCER (59.5 rounded up), and
+    'public complaint 0.5' without SOCIAL_COMPLAINT (the boosted value shown)."""
+    row = rank_one(**overrides)
+    reason, flags = row["reason"], row["flags"]
+    shows_60_plus = any(f"influence {i}" in reason for i in range(60, 101))
+    if "influence" in overrides and f"influence" in reason:
+        assert shows_60_plus == ("INFLUENCER" in flags), (reason, flags)
+    shows_public_half = any(f"public complaint {t / 10:.1f}" in reason for t in range(5, 11))
+    if "public complaint" in reason:
+        assert shows_public_half == ("SOCIAL_COMPLAINT" in flags), (reason, flags)
+
+
+def test_tiers_that_would_let_influence_alone_reach_urgent_are_refused():
+    from plugin.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError) as err:
+        load_settings({"CLOUT_RANKING__TIERS__URGENT": "0", "CLOUT_RANKING__TIERS__HIGH": "0",
+                       "CLOUT_RANKING__TIERS__NORMAL": "0"})
+    assert "ranking.tiers.high" in str(err.value)
+
+
+def test_the_waiting_lift_is_a_setting_and_holds_with_a_zero_waiting_weight():
+    from dataclasses import replace
+
+    no_wait = replace(W, waiting=0.0, influence=0.35)
+    lifted = rank_one(weights=no_wait, ticket_created_at=waited(49))
+    assert lifted["tier"] == "high" and "raised to High" in lifted["reason"]
+    off = rank_one(weights=replace(no_wait, waiting_floor_slas=0.0), ticket_created_at=waited(49))
+    assert off["tier"] != "high" or "raised to High" not in off["reason"]
+
+
+def test_an_ended_contract_has_no_cliff_and_never_beats_one_renewing_tomorrow():
+    """The audit's case: ended 30 days ago used to outrank renewing tomorrow, then drop to 0."""
+    tomorrow = rank_one(contract_end=days(1))["c_renewal"]
+    ended = [rank_one(contract_end=days(-d))["c_renewal"] for d in range(0, 33)]
+    assert all(e <= tomorrow + 1e-9 for e in ended[1:])
+    assert all(abs(a - b) <= W.renewal / 30 + 1e-9 for a, b in zip(ended, ended[1:]))
 
 
 def test_waiting_component_is_hours_over_sla_capped_at_one():
@@ -417,7 +462,8 @@ def test_reason_matches_agent_facing_example():
         ({"contract_end": days(-1)}, "contract ended yesterday"),
         ({"contract_end": days(-9)}, "contract ended 9 days ago"),
         ({"complaint": 0.8}, "complaint 0.8 (+0.12)"),
-        ({"complaint": 0.2, "social_mention": True}, "public complaint 0.5 (+"),
+        # The measured value, marked public (the boost going public gives is in the amount).
+        ({"complaint": 0.2, "social_mention": True}, "public complaint 0.2 (+0.08)"),
         ({"ticket_created_at": waited(30)}, "waiting 30h vs 24h SLA (+0.15)"),
         ({"ticket_created_at": waited(24 * 9 + 5)}, "waiting 9d vs 24h SLA"),
     ],
