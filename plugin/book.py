@@ -22,17 +22,24 @@ def summarise(values: np.ndarray) -> np.ndarray:
     return np.quantile(values, np.linspace(0.0, 1.0, MAX_POINTS))
 
 
-def spend_book(cache: redis.Redis, store, *, key: str, ttl: int) -> np.ndarray:
-    """Spend values (or quantiles) to rank against; recomputed when the cached copy expires.
+def spend_book(cache: redis.Redis, store, *, key: str, ttl: int,
+               rates: dict[str, float] | None = None, base: str = "USD") -> np.ndarray:
+    """Spend values (or quantiles) in the base currency to rank against; recomputed when
+    the cached copy expires (the key should change with the rates).
 
     Only a quantile summary of a big book is cached: a small book is exact and cheap to
-    read, and a new install's book changes with nearly every customer.
+    read, and a new install's book changes with nearly every customer. Customers whose
+    currency has no rate are left out of the book, as they are ranked without spend.
     """
+    from ranking.currency import to_base
+
     if ttl > 0:
         raw = cache.get(key)
         if raw:
             return np.frombuffer(raw, dtype="<f8")
-    table = summarise(np.asarray(store.spend_book(), dtype=float))
+    rows = store.spend_book()
+    converted, _ = to_base([v for v, _ in rows], [c for _, c in rows], rates or {}, base)
+    table = summarise(converted)
     if ttl > 0 and len(table) == MAX_POINTS:
         cache.set(key, table.astype("<f8").tobytes(), ex=ttl)
     return table

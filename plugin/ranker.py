@@ -8,12 +8,15 @@ holds, so the result doesn't depend on which path asked.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from typing import Any, Sequence
 
 import pandas as pd
 
 from connectors.crm.base import Decision
 from ranking import complaint_strength, map_tiers, mentions_social, prioritize
+from ranking.currency import to_base
 
 from .book import spend_book
 from .influence import NO_INFLUENCE, lookup_influence
@@ -51,12 +54,19 @@ def rank_tickets(rt: Any, rows: Sequence[dict[str, Any]],
         "ticket_created_at": [r.get("created_at") for r in rows],
         "desk_priority": [r.get("desk_priority") for r in rows],
     })
-    frame["monthly_spend"] = pd.to_numeric(frame["monthly_spend"], errors="coerce").astype(float)
+    money = settings.config.ranking.currency
+    spend, unknown = to_base(pd.to_numeric(frame["monthly_spend"], errors="coerce").tolist(),
+                             [fact(r, "currency") for r in rows], money.rates, money.base)
+    frame["monthly_spend"] = spend
+    frame["reason_note"] = [f"spend not ranked: no rate for {fact(r, 'currency')}" if u else ""
+                            for r, u in zip(rows, unknown)]
     frame["complaint"] = complaint_strength(text).to_numpy(dtype=float)
     frame["social_mention"] = mentions_social(text).to_numpy(dtype=bool)
     weights = settings.weights
-    book = spend_book(rt.redis, rt.store, key=settings.redis_key("spend-book"),
-                      ttl=settings.config.ranking.book_refresh_seconds)
+    rates_id = hashlib.sha1(json.dumps([money.base, sorted(money.rates.items())]).encode()).hexdigest()[:8]
+    book = spend_book(rt.redis, rt.store, key=settings.redis_key("spend-book", rates_id),
+                      ttl=settings.config.ranking.book_refresh_seconds, rates=dict(money.rates),
+                      base=money.base)
     ranked = prioritize(frame, weights, now=pd.Timestamp(now), spend_book=book)
     sources = pd.Series([r["source"] for r in rows])
     desk_values = pd.Series([""] * len(rows), dtype=object)

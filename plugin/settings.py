@@ -169,12 +169,32 @@ class FlagsConfig(_Section):
     complaint_threshold: float = Field(0.5, ge=0, le=1)
 
 
+class CurrencyConfig(_Section):
+    """Spend is compared in `base`; `rates` says what one unit of each currency is worth in it."""
+
+    base: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    rates: dict[str, float] = Field(default_factory=lambda: {
+        "USD": 1.0, "EUR": 1.08, "GBP": 1.27, "JPY": 0.0067, "CAD": 0.73, "AUD": 0.66,
+        "CHF": 1.13, "SEK": 0.095, "NOK": 0.093, "DKK": 0.145, "INR": 0.012, "BRL": 0.18,
+        "MXN": 0.055, "CNY": 0.14, "SGD": 0.74, "NZD": 0.60, "PLN": 0.25, "ZAR": 0.055})
+
+    @model_validator(mode="after")
+    def _sane(self) -> "CurrencyConfig":
+        bad = [k for k, v in self.rates.items()
+               if len(k) != 3 or not k.isalpha() or not k.isupper() or not 0 < v < 1e6]
+        if bad:
+            raise ValueError(f"rates: each key a 3-letter upper-case code with a rate > 0; "
+                             f"check {', '.join(sorted(bad))}")
+        return self
+
+
 class RankingConfig(_Section):
     book_refresh_seconds: int = Field(300, ge=0)
     weights: WeightsConfig = WeightsConfig()
     tiers: TiersConfig = TiersConfig()
     timing: TimingConfig = TimingConfig()
     flags: FlagsConfig = FlagsConfig()
+    currency: CurrencyConfig = CurrencyConfig()
 
 
 class FileConfig(_Section):

@@ -482,12 +482,14 @@ class Store:
                 for row in result
             }
 
-    def spend_book(self) -> list[float]:
-        """Every known customer's monthly spend: the population spend percentiles are taken in."""
+    def spend_book(self) -> list[tuple[float, str | None]]:
+        """Every known customer's monthly spend and its currency: the population spend
+        percentiles are taken in (after conversion to one currency)."""
         with self.engine.connect() as conn:
             return [
-                float(v) for (v,) in conn.execute(
-                    sa.select(customers.c.monthly_spend).where(customers.c.monthly_spend.is_not(None))
+                (float(v), c) for (v, c) in conn.execute(
+                    sa.select(customers.c.monthly_spend, customers.c.currency)
+                    .where(customers.c.monthly_spend.is_not(None))
                 )
             ]
 

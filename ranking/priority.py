@@ -93,8 +93,10 @@ def prioritize(
     every customer; without it spend is ranked within `frame` only, which
     makes a ticket's priority depend on what else happens to be in the batch.
 
-    Missing columns among `complaint`, `social_mention`, `desk_priority` and
-    missing/unparseable values anywhere count as "no signal" (0). The
+    An optional `reason_note` column (text) is appended to a row's reason (e.g.
+    "spend not ranked: no rate for XYZ"). Missing columns among `complaint`,
+    `social_mention`, `desk_priority` and missing/unparseable values anywhere
+    count as "no signal" (0). The
     columns in `REQUIRED_COLUMNS` must exist (they may hold NaN) so that a
     misspelt column fails loudly instead of silently ranking on nothing.
     `desk_priority` is copied to the output untouched when present.
@@ -126,6 +128,10 @@ def prioritize(
         },
         index=frame.index,
     )
+    if "reason_note" in frame.columns:  # what the caller knows the score left out
+        note = frame["reason_note"].fillna("").astype(str).to_numpy()
+        has = note != ""
+        out.loc[has, "reason"] = out.loc[has, "reason"] + "; " + note[has]
     for i, name in enumerate(COMPONENTS):
         out[f"c_{name}"] = contrib[:, i]
     if "desk_priority" in frame.columns:

@@ -290,3 +290,18 @@ def test_created_at_after_the_event_is_clamped(post_generic, drain, runtime):
     state = runtime.store.ticket_state([("generic", "T-FUT")])[("generic", "T-FUT")]
     occurred = dt.datetime.fromisoformat(event["occurred_at"])
     assert state["created_at"] <= occurred
+
+
+def test_spend_is_compared_in_one_currency_and_an_unknown_one_is_said(post_generic, drain, runtime, client):
+    """A ¥20,000/month customer is not a $20,000 one; a currency without a rate is not guessed."""
+    _seed_book(runtime)  # 40 customers paying $20..$410 a month
+    yen = _event("T-YEN", {"id": "C-YEN", "monthly_spend": 20_000, "currency": "JPY"})
+    usd = _event("T-USD", {"id": "C-USD", "monthly_spend": 20_000, "currency": "USD"})
+    odd = _event("T-ODD", {"id": "C-ODD", "monthly_spend": 20_000, "currency": "XTS"})
+    for e in (yen, usd, odd):
+        assert post_generic(e).status_code == 202
+    drain()
+    got = {t: client.get(f"/api/tickets/{t}", headers=auth()).get_json() for t in ("T-YEN", "T-USD", "T-ODD")}
+    assert "VIP" in got["T-USD"]["flags"] and "VIP" not in got["T-YEN"]["flags"]
+    assert "spend not ranked: no rate for XTS" in got["T-ODD"]["reason"]
+    assert "spend top" not in got["T-ODD"]["reason"] and "VIP" not in got["T-ODD"]["flags"]

@@ -578,3 +578,21 @@ def test_package_reexports_public_api():
     assert ranking.prioritize is prioritize and ranking.map_tiers is map_tiers
     assert ranking.Weights is Weights and ranking.TIERS == TIERS
     assert ranking.complaint_strength is complaint_strength
+
+
+def test_spend_converts_to_the_base_currency_and_flags_unknown_ones():
+    from ranking.currency import to_base
+
+    spend, unknown = to_base([100.0, 20_000.0, 50.0, None], ["USD", "jpy", "XTS", "EUR"],
+                             {"USD": 1.0, "JPY": 0.0067, "EUR": 1.08}, "USD")
+    assert spend[0] == 100.0 and spend[1] == pytest.approx(134.0)
+    assert np.isnan(spend[2]) and np.isnan(spend[3])
+    assert unknown.tolist() == [False, False, True, False]  # no amount: nothing to say
+
+
+def test_currency_rates_are_validated_naming_the_key():
+    from plugin.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match="ranking.currency"):
+        load_settings({"CLOUT_RANKING__CURRENCY__RATES": '{ usd = 1.0, EUR = -2 }'})
+    assert load_settings({}).config.ranking.currency.rates["JPY"] == pytest.approx(0.0067)
