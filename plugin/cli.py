@@ -8,6 +8,7 @@
     clout score    score social handles (or a file of profiles) and show the parts
     clout refresh  look up stale influence of customers with open tickets again
     clout optout   stop (or with --undo allow again) profiling one customer
+    clout weights  check a config file, or preview its weights on the open tickets
 """
 
 from __future__ import annotations
@@ -397,6 +398,49 @@ def optout(customer_id: str, undo: bool) -> None:
     try:
         rt.store.set_opt_out(customer_id, not undo)
         click.echo(f"{customer_id}: profiling {'allowed again' if undo else 'stopped (opted out)'}.")
+    finally:
+        rt.close(grace=1.0)
+
+
+@cli.group()
+def weights() -> None:
+    """Check or preview a config file's ranking weights before putting it in force."""
+
+
+def _proposed(path: str) -> Settings:
+    import os
+
+    env = dict(os.environ)
+    env["CLOUT_CONFIG"] = path
+    try:
+        return load_settings(env)
+    except SettingsError as exc:
+        raise click.ClickException(f"{path}: {exc}") from None
+
+
+@weights.command("check")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+def weights_check(path: str) -> None:
+    """Validate a config file (layered over the defaults and this environment, as at start)."""
+    proposed = _proposed(path)
+    click.echo(f"{path}: valid; weights version {proposed.weights.version()}.")
+
+
+@weights.command("preview")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+def weights_preview(path: str) -> None:
+    """Rank the open tickets under today's settings and under PATH, and show what moves.
+
+    No decision is recorded and nothing is written to a desk.
+    """
+    from .weights_preview import preview, report
+
+    proposed = _proposed(path)
+    settings = _load()
+    _setup_logging("ERROR")
+    rt = _runtime(settings)
+    try:
+        report(preview(rt, proposed), click.echo)
     finally:
         rt.close(grace=1.0)
 
