@@ -1,4 +1,5 @@
-"""The customer book's spend distribution, shared by all workers through Redis.
+"""The customer book's spend distribution (and the open tickets' scores), shared by all
+workers through Redis.
 
 Spend is ranked as a percentile of every customer's spend. Reading the whole
 customers table on every job costs ~180 ms at 100k customers, so the book is
@@ -41,5 +42,21 @@ def spend_book(cache: redis.Redis, store, *, key: str, ttl: int,
     converted, _ = to_base([v for v, _ in rows], [c for _, c in rows], rates or {}, base)
     table = summarise(converted)
     if ttl > 0 and len(table) == MAX_POINTS:
+        cache.set(key, table.astype("<f8").tobytes(), ex=ttl)
+    return table
+
+
+MIN_SHARE_BOOK = 20  # fewer open tickets than this: shares mean little, fixed thresholds rule
+
+
+def score_book(cache: redis.Redis, store, *, key: str, ttl: int) -> np.ndarray:
+    """The open tickets' scores (or their quantiles), for tiers by share; cached like the
+    spend book, so thresholds move with the queue but not with every single ticket."""
+    if ttl > 0:
+        raw = cache.get(key)
+        if raw is not None:
+            return np.frombuffer(raw, dtype="<f8")
+    table = summarise(np.asarray(store.open_scores(), dtype=float))
+    if ttl > 0:
         cache.set(key, table.astype("<f8").tobytes(), ex=ttl)
     return table

@@ -24,6 +24,32 @@ from .influence import NO_INFLUENCE, lookup_influence
 COMPONENTS = ("influence", "spend", "renewal", "complaint", "waiting")
 
 
+def tier_weights(rt: Any) -> Any:
+    """The settings' weights, with tier thresholds from the open tickets' scores when tiers
+    are set as shares (and there are enough open tickets for shares to mean something)."""
+    from dataclasses import replace
+
+    from ranking.priority import share_thresholds
+
+    from .book import MIN_SHARE_BOOK, score_book
+
+    settings = rt.settings
+    weights = settings.weights
+    tiers = settings.config.ranking.tiers
+    if tiers.mode != "share":
+        return weights
+    book = score_book(rt.redis, rt.store, key=settings.redis_key("score-book"),
+                      ttl=tiers.share_refresh_seconds)
+    if len(book) < MIN_SHARE_BOOK:
+        return weights
+    urgent, high, normal = share_thresholds(book, tiers.urgent_share, tiers.high_share,
+                                            tiers.normal_share)
+    # The guard "influence alone never makes Urgent" needs a high threshold above 0.
+    high = max(high, 1e-6)
+    return replace(weights, tier_urgent=max(urgent, high), tier_high=high,
+                   tier_normal=min(normal, high))
+
+
 def rank_tickets(rt: Any, rows: Sequence[dict[str, Any]],
                  now: dt.datetime | None = None) -> list[Decision]:
     """One decision per row. A row is a stored ticket: source, id, customer_id, subject,
@@ -62,7 +88,7 @@ def rank_tickets(rt: Any, rows: Sequence[dict[str, Any]],
                             for r, u in zip(rows, unknown)]
     frame["complaint"] = complaint_strength(text).to_numpy(dtype=float)
     frame["social_mention"] = mentions_social(text).to_numpy(dtype=bool)
-    weights = settings.weights
+    weights = tier_weights(rt)
     rates_id = hashlib.sha1(json.dumps([money.base, sorted(money.rates.items())]).encode()).hexdigest()[:8]
     book = spend_book(rt.redis, rt.store, key=settings.redis_key("spend-book", rates_id),
                       ttl=settings.config.ranking.book_refresh_seconds, rates=dict(money.rates),

@@ -138,16 +138,26 @@ class WeightsConfig(_Section):
 
 
 class TiersConfig(_Section):
+    # "fixed": the thresholds below; "share": thresholds follow the recent scores of open
+    # tickets so that about `*_share` of them land in each tier.
+    mode: Literal["fixed", "share"] = "fixed"
     urgent: float = Field(0.60, ge=0, le=1)
     # > 0: the guard "influence alone never reaches Urgent" asks the rest of the score for
     # at least `high`; with 0 nothing would be asked.
     high: float = Field(0.40, gt=0, le=1)
     normal: float = Field(0.20, ge=0, le=1)
+    urgent_share: float = Field(0.05, ge=0, le=1)
+    high_share: float = Field(0.20, ge=0, le=1)
+    normal_share: float = Field(0.40, ge=0, le=1)
+    # With mode "share": the open tickets' scores are summarised this often (seconds).
+    share_refresh_seconds: int = Field(300, ge=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> "TiersConfig":
         if not self.urgent >= self.high >= self.normal:
             raise ValueError("thresholds must satisfy urgent >= high >= normal")
+        if self.urgent_share + self.high_share + self.normal_share > 1:
+            raise ValueError("urgent_share + high_share + normal_share must be at most 1")
         return self
 
 

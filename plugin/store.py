@@ -482,6 +482,13 @@ class Store:
                 for row in result
             }
 
+    def open_scores(self) -> list[float]:
+        """The current scores of open, decided tickets (for tiers by share)."""
+        with self.engine.connect() as conn:
+            return [float(v) for (v,) in conn.execute(
+                sa.select(tickets.c.score).where(tickets.c.status == "open",
+                                                 tickets.c.score.is_not(None)))]
+
     def spend_book(self) -> list[tuple[float, str | None]]:
         """Every known customer's monthly spend and its currency: the population spend
         percentiles are taken in (after conversion to one currency)."""

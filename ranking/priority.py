@@ -208,6 +208,27 @@ def _flags(sig: _Signals, weights: Weights) -> np.ndarray:
     return _FLAG_TABLE[masks]
 
 
+def share_thresholds(scores: np.ndarray | pd.Series, urgent: float, high: float,
+                     normal: float) -> tuple[float, float, float]:
+    """Tier thresholds that give about these shares of `scores` to each tier.
+
+    "At most 5% urgent and 20% high": the urgent threshold is the score the top 5%
+    reach, the high one what the next 20% reach, and so on. The guards still apply
+    after the thresholds (influence alone never makes Urgent; a long wait lifts to
+    High), so the shares are "at most" for urgent and close for the rest. With no
+    scores yet, every threshold is 0.
+    """
+    values = np.asarray(scores, dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return 0.0, 0.0, 0.0
+    cuts = np.clip(1.0 - np.cumsum([urgent, high, normal]), 0.0, 1.0)
+    # "higher": a threshold is a score some ticket actually has, so ties never push
+    # a tier over its share by more than the tie itself.
+    t = np.quantile(values, cuts, method="higher")
+    return float(t[0]), float(t[1]), float(t[2])
+
+
 def map_tiers(tiers: pd.Series, mapping: dict[str, str]) -> pd.Series:
     """Translate Clout tiers into one desk's priority values.
 

@@ -305,3 +305,38 @@ def test_spend_is_compared_in_one_currency_and_an_unknown_one_is_said(post_gener
     assert "VIP" in got["T-USD"]["flags"] and "VIP" not in got["T-YEN"]["flags"]
     assert "spend not ranked: no rate for XTS" in got["T-ODD"]["reason"]
     assert "spend top" not in got["T-ODD"]["reason"] and "VIP" not in got["T-ODD"]["flags"]
+
+
+def test_tiers_by_share_follow_the_open_tickets_scores(runtime_with, client):
+    """With ranking.tiers.mode = "share", the thresholds come from the open tickets' scores
+    (summarised like the spend book) once there are enough of them."""
+    import numpy as np
+
+    from plugin.book import MIN_SHARE_BOOK
+    from plugin.ranker import rank_tickets, tier_weights
+    from ranking.priority import share_thresholds
+
+    rt = runtime_with({"CLOUT_RANKING__TIERS__MODE": '"share"',
+                       "CLOUT_RANKING__TIERS__SHARE_REFRESH_SECONDS": "0"})
+    assert tier_weights(rt) == rt.settings.weights  # no open tickets yet: fixed thresholds
+    events = [{**_event(f"T-SH{i}", {"id": f"C-SH{i}", "monthly_spend": float(10 * (i + 1) ** 2),
+                                     "contract_end": _today(i * 9)}),
+               "source": "generic", "ticket_id": f"T-SH{i}"} for i in range(MIN_SHARE_BOOK + 10)]
+    from webhooks.event import CustomerFacts, TicketEvent
+
+    submit(rt, [TicketEvent(source="generic", event_id=e["event_id"], occurred_at=e["occurred_at"],
+                            ticket_id=e["ticket_id"], subject="Help",
+                            customer=CustomerFacts(id=e["customer"]["id"],
+                                                   monthly_spend=e["customer"]["monthly_spend"],
+                                                   contract_end=e["customer"]["contract_end"])
+                            ).to_dict() for e in events])
+    work(rt)
+    scores = rt.store.open_scores()
+    assert len(scores) == MIN_SHARE_BOOK + 10
+    w = tier_weights(rt)
+    urgent, high, normal = share_thresholds(np.array(scores), 0.05, 0.20, 0.40)
+    assert (w.tier_urgent, w.tier_high, w.tier_normal) == (max(urgent, high), max(high, 1e-6),
+                                                           min(normal, max(high, 1e-6)))
+    rows = [{**t, "event_id": t["last_event_id"]} for t in rt.store.open_tickets(None, 100)]
+    tiers = [d.tier for d in rank_tickets(rt, rows)]
+    assert tiers.count("urgent") <= max(1, round(0.05 * len(tiers)))

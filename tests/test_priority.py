@@ -596,3 +596,31 @@ def test_currency_rates_are_validated_naming_the_key():
     with pytest.raises(SettingsError, match="ranking.currency"):
         load_settings({"CLOUT_RANKING__CURRENCY__RATES": '{ usd = 1.0, EUR = -2 }'})
     assert load_settings({}).config.ranking.currency.rates["JPY"] == pytest.approx(0.0067)
+
+
+def test_tiers_by_share_hold_within_one_point_on_a_100k_book():
+    """The issue's done-when: shares of 5% urgent, 20% high, 40% normal on a 100k book.
+    The long-wait lift is off here: it lifts on purpose, whatever the shares."""
+    from dataclasses import replace
+
+    from ranking.priority import share_thresholds
+
+    book = random_frame(100_000, seed=11, holes=False)
+    w = replace(W, waiting_floor_slas=0.0)
+    scores = prioritize(book, w, now=NOW, spend_book=BOOK)["score"].to_numpy()
+    urgent, high, normal = share_thresholds(scores, 0.05, 0.20, 0.40)
+    ranked = prioritize(book, replace(w, tier_urgent=urgent, tier_high=high, tier_normal=normal),
+                        now=NOW, spend_book=BOOK)
+    share = ranked["tier"].value_counts(normalize=True)
+    assert share.get("urgent", 0) <= 0.05 + 1e-9  # "at most": the influence guard only lowers it
+    assert abs(share.get("urgent", 0) - 0.05) <= 0.01
+    assert abs(share.get("high", 0) - 0.20) <= 0.01
+    assert abs(share.get("normal", 0) - 0.40) <= 0.01
+
+
+def test_share_thresholds_with_no_scores_and_ties():
+    from ranking.priority import share_thresholds
+
+    assert share_thresholds(np.array([]), 0.05, 0.2, 0.4) == (0.0, 0.0, 0.0)
+    same = share_thresholds(np.full(100, 0.3), 0.05, 0.2, 0.4)
+    assert same == (0.3, 0.3, 0.3)  # a tie is one tier; shares can't split equal scores
