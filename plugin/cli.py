@@ -445,6 +445,24 @@ def weights_preview(path: str) -> None:
         rt.close(grace=1.0)
 
 
+@weights.command("history")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+def weights_history(limit: int) -> None:
+    """The accepted changes of the ranking settings, newest first (the audit log)."""
+    settings = _load()
+    _setup_logging("ERROR")
+    rt = _runtime(settings)
+    try:
+        changes = rt.store.weights_changes(limit)
+        if not changes:
+            click.echo("No settings change recorded.")
+        for c in changes:
+            click.echo(f"{c['changed_at']}  {c['key']}: {c['old']} -> {c['new']}  "
+                       f"(weights {c['version_before']} -> {c['version_after']})")
+    finally:
+        rt.close(grace=1.0)
+
+
 def main() -> None:
     cli(prog_name="clout")
 

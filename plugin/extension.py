@@ -24,7 +24,14 @@ class CloutState:
     def __init__(self, runtime: Runtime) -> None:
         from connectors import crm
 
+        from .reload import CHECK_SECONDS, SettingsWatcher
+
         self.runtime = runtime
+        # New ranking settings in the config file are put in force without a restart
+        # (looked at, at most every CHECK_SECONDS, before a request).
+        self._watcher = SettingsWatcher(runtime)
+        self._check_every = CHECK_SECONDS
+        self._next_check = 0.0
         # /webhooks/<desk> is served for enabled desks only, each by its own webhook module.
         self.webhooks: dict[str, str] = {
             name: crm.spec(name).webhook for name in runtime.settings.enabled_desks}
@@ -32,6 +39,18 @@ class CloutState:
     @property
     def settings(self) -> Settings:
         return self.runtime.settings
+
+    def maybe_reload(self) -> None:
+        import time
+
+        now = time.monotonic()
+        if now < self._next_check:
+            return
+        self._next_check = now + self._check_every
+        try:
+            self._watcher.check()
+        except Exception:  # never fail a request over the config watcher
+            log.exception("checking the config file failed")
 
     @property
     def store(self):
@@ -70,6 +89,8 @@ class Clout:
                 bp.register_error_handler(Exception, crash)
         app.register_blueprint(webhooks_bp, url_prefix="/webhooks")
         app.register_blueprint(api_bp)
+        state = app.extensions["clout"]
+        app.before_request(state.maybe_reload)
 
 
 def http_error(exc: HTTPException):

@@ -307,8 +307,19 @@ class Settings:
         return ":".join(("clout", self.config.queue.name, *parts))
 
     def resolve_config_path(self, value: str) -> Path:
+        """A relative path is looked for next to the config file, then among the bundled
+        defaults (so a copied clout.toml still finds the demo snapshot)."""
         path = Path(value)
-        return path if path.is_absolute() else (self.config_dir / path)
+        if path.is_absolute():
+            return path
+        own = self.config_dir / path
+        if own.exists():
+            return own
+        try:
+            shipped = bundled.config_dir() / path
+        except bundled.BundledDefaultsMissing:
+            return own
+        return shipped if shipped.exists() else own
 
 
 def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

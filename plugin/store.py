@@ -153,6 +153,22 @@ desk_state = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# Every accepted change of the ranking settings: when, which key, old -> new (JSON), and
+# the weights version before and after. Several processes applying one change record it once.
+weights_audit = sa.Table(
+    "weights_audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("path", sa.Text),
+    sa.Column("key", sa.String(200), nullable=False),
+    sa.Column("old", sa.Text),
+    sa.Column("new", sa.Text),
+    sa.Column("version_before", sa.String(32), nullable=False),
+    sa.Column("version_after", sa.String(32), nullable=False),
+    sa.UniqueConstraint("version_before", "version_after", "key", name="uq_weights_audit_change"),
+)
+
 # Customers who asked not to be profiled: no social lookups, ranked without influence.
 influence_opt_outs = sa.Table(
     "influence_opt_outs",
@@ -957,6 +973,27 @@ class Store:
                             "ticket_id": r.ticket_id, "attempts": r.attempts,
                             "error": r.last_error, "last_try": _iso(r.updated_at)} for r in e],
             }
+
+    def record_weights_change(self, rows: Sequence[dict[str, Any]], *, version_before: str,
+                              version_after: str, path: str | None) -> None:
+        if not rows:
+            return
+        now = utcnow()
+        prepared = [{"changed_at": now, "path": path, "key": r["key"], "old": r["old"],
+                     "new": r["new"], "version_before": version_before,
+                     "version_after": version_after} for r in rows]
+        with self.engine.begin() as conn:
+            conn.execute(_insert(conn)(weights_audit).on_conflict_do_nothing(
+                index_elements=["version_before", "version_after", "key"]), prepared)
+
+    def weights_changes(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest accepted settings changes first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(weights_audit).order_by(weights_audit.c.id.desc())
+                                .limit(limit))
+            return [{"changed_at": _iso(r.changed_at), "path": r.path, "key": r.key,
+                     "old": r.old, "new": r.new, "version_before": r.version_before,
+                     "version_after": r.version_after} for r in rows]
 
     def opted_out(self, customer_ids: Sequence[str]) -> set[str]:
         if not customer_ids:

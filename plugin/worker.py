@@ -22,6 +22,7 @@ from typing import Any
 from rq import SimpleWorker, Worker
 
 from .logs import ensure_redacted_logging, redact
+from .reload import SettingsWatcher
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ def run_worker(rt: Runtime, *, burst: bool = False) -> None:
     ensure_redacted_logging(settings.config.service.log_level)
     runtime_mod.install(rt)
     ticker = None
+    watcher = None
     try:
         # Build everything before RQ forks a work-horse per job, so each horse inherits
         # the schema check, the connectors and the loaded snapshot instead of redoing them.
@@ -65,6 +67,7 @@ def run_worker(rt: Runtime, *, burst: bool = False) -> None:
         ticker.tick(force=True)  # a restarted worker picks up stranded work at once
         if not burst:
             ticker.start()
+            watcher = SettingsWatcher(rt).start()  # new ranking settings within seconds
         maintenance = settings.config.delivery.reconcile_interval_seconds * 6
         w = CloutWorker([rt.queue], connection=rt.redis, serializer=JSONSerializer,
                         maintenance_interval=maintenance)
@@ -74,6 +77,8 @@ def run_worker(rt: Runtime, *, burst: bool = False) -> None:
         w.work(burst=burst, with_scheduler=True,
                logging_level="WARNING" if level == "INFO" else level)
     finally:
+        if watcher is not None:
+            watcher.stop()
         if ticker is not None:
             ticker.stop()
         rt.close(grace=2.0)
