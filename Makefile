@@ -29,6 +29,7 @@ run: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_influence.py
 	$(BIN)/python bench/influence_calibration.py
+	$(BIN)/python bench/rank_bench.py
 	$(BIN)/python bench/bench_priority.py
 	$(BIN)/python bench/bench_pipeline.py 1000
 	$(BIN)/python bench/bench_redis_fsync.py

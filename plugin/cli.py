@@ -9,6 +9,7 @@
     clout refresh  look up stale influence of customers with open tickets again
     clout optout   stop (or with --undo allow again) profiling one customer
     clout weights  check a config file, or preview its weights on the open tickets
+    clout rank     rank a CSV or Parquet book of tickets offline (backfills, nightly re-ranks)
 """
 
 from __future__ import annotations
@@ -461,6 +462,15 @@ def weights_history(limit: int) -> None:
                        f"(weights {c['version_before']} -> {c['version_after']})")
     finally:
         rt.close(grace=1.0)
+
+
+def _register_rank() -> None:
+    from .rank_file import rank_command
+
+    cli.add_command(rank_command)
+
+
+_register_rank()
 
 
 def main() -> None:
