@@ -16,6 +16,7 @@ import pandas as pd
 
 from connectors.crm.base import Decision
 from ranking import complaint_strength, map_tiers, mentions_social, prioritize
+from ranking.sentiment import complaint_readable
 from ranking.currency import to_base
 
 from .book import spend_book
@@ -84,8 +85,13 @@ def rank_tickets(rt: Any, rows: Sequence[dict[str, Any]],
     spend, unknown = to_base(pd.to_numeric(frame["monthly_spend"], errors="coerce").tolist(),
                              [fact(r, "currency") for r in rows], money.rates, money.base)
     frame["monthly_spend"] = spend
-    frame["reason_note"] = [f"spend not ranked: no rate for {fact(r, 'currency')}" if u else ""
-                            for r, u in zip(rows, unknown)]
+    readable = complaint_readable(text).to_numpy(dtype=bool)
+    notes = [[f"spend not ranked: no rate for {fact(r, 'currency')}"] if u else []
+             for r, u in zip(rows, unknown)]
+    for note, ok, r in zip(notes, readable, rows):
+        if not ok and (r.get("subject") or r.get("description")):
+            note.append("complaint not scored: language not read")  # not guessed
+    frame["reason_note"] = ["; ".join(n) for n in notes]
     frame["complaint"] = complaint_strength(text).to_numpy(dtype=float)
     frame["social_mention"] = mentions_social(text).to_numpy(dtype=bool)
     weights = tier_weights(rt)

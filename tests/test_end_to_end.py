@@ -340,3 +340,17 @@ def test_tiers_by_share_follow_the_open_tickets_scores(runtime_with, client):
     rows = [{**t, "event_id": t["last_event_id"]} for t in rt.store.open_tickets(None, 100)]
     tiers = [d.tier for d in rank_tickets(rt, rows)]
     assert tiers.count("urgent") <= max(1, round(0.05 * len(tiers)))
+
+
+def test_text_the_model_cannot_read_is_marked_not_scored(post_generic, drain, client):
+    german = _event("T-DE", {"id": "C-DE"}, subject="Die Rechnung ist falsch",
+                    description="Wir wurden zweimal belastet und niemand antwortet auf unsere E-Mails.")
+    english = _event("T-EN", {"id": "C-EN"}, subject="Charged twice",
+                     description="We were charged twice and nobody answers our emails.")
+    for e in (german, english):
+        assert post_generic(e).status_code == 202
+    drain()
+    de = client.get("/api/tickets/T-DE", headers=auth()).get_json()
+    en = client.get("/api/tickets/T-EN", headers=auth()).get_json()
+    assert "complaint not scored: language not read" in de["reason"]
+    assert "not scored" not in en["reason"] and "complaint" in en["reason"]
