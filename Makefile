@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_influence.py
 	$(BIN)/python bench/influence_calibration.py
 	$(BIN)/python bench/rank_bench.py
+	$(BIN)/python bench/complaint_eval.py
 	$(BIN)/python bench/bench_priority.py
 	$(BIN)/python bench/bench_pipeline.py 1000
 	$(BIN)/python bench/bench_redis_fsync.py

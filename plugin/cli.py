@@ -429,19 +429,31 @@ def weights_check(path: str) -> None:
 
 @weights.command("preview")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
-def weights_preview(path: str) -> None:
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
+              help="Also draw the before/after tier chart into this PNG (needs matplotlib: "
+                   "pip install 'clout[plot]').")
+def weights_preview(path: str, plot_path: str | None) -> None:
     """Rank the open tickets under today's settings and under PATH, and show what moves.
 
     No decision is recorded and nothing is written to a desk.
     """
-    from .weights_preview import preview, report
+    from .weights_preview import plot, preview, report
 
+    if plot_path:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise click.ClickException("--plot needs matplotlib: pip install 'clout[plot]'") from None
     proposed = _proposed(path)
     settings = _load()
     _setup_logging("ERROR")
     rt = _runtime(settings)
     try:
-        report(preview(rt, proposed), click.echo)
+        result = preview(rt, proposed)
+        report(result, click.echo)
+        if plot_path:
+            plot(result, plot_path)
+            click.echo(f"Chart: {plot_path}")
     finally:
         rt.close(grace=1.0)
 

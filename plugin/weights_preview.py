@@ -85,3 +85,25 @@ def report(result: dict[str, Any], echo: Callable[[str], None]) -> None:
                  f"{m['after']} {m['score_after']:.2f}")
             echo(f"      today:    {m['reason_before']}")
             echo(f"      proposed: {m['reason_after']}")
+
+
+def plot(result: dict[str, Any], path: str) -> None:
+    """Before/after tier counts as a grouped bar chart (PNG). Needs matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    x = range(len(TIERS))
+    before = [result["before"].get(t, 0) for t in TIERS]
+    after = [result["after"].get(t, 0) for t in TIERS]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar([i - 0.2 for i in x], before, width=0.4, label=f"today ({result['weights_before']})")
+    ax.bar([i + 0.2 for i in x], after, width=0.4, label=f"proposed ({result['weights_after']})")
+    ax.set_xticks(list(x), [t.capitalize() for t in TIERS])
+    ax.set_ylabel("open tickets")
+    ax.set_title(f"{result['tickets']} open tickets, {result['changed_tier']} change tier")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

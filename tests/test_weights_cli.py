@@ -39,8 +39,11 @@ def test_preview_ranks_the_open_tickets_both_ways_and_writes_nothing(runtime, po
     proposed = tmp_path / "proposed.toml"
     proposed.write_text("[ranking.weights]\ninfluence = 0.0\nspend = 0.9\nrenewal = 0.05\n"
                         "complaint = 0.05\nwaiting = 0.0\n")
-    out = CliRunner().invoke(cli, ["weights", "preview", str(proposed)], env=base_env)
+    chart = tmp_path / "tiers.png"
+    out = CliRunner().invoke(cli, ["weights", "preview", str(proposed), "--plot", str(chart)],
+                             env=base_env)
     assert out.exit_code == 0, out.output
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "6 open ticket(s)" in out.output and "change tier" in out.output
     assert "today:" in out.output and "proposed:" in out.output
     assert runtime.store.count("decisions") == decisions_before  # nothing recorded
