@@ -432,12 +432,15 @@ def weights_check(path: str) -> None:
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
               help="Also draw the before/after tier chart into this PNG (needs matplotlib: "
                    "pip install 'clout[plot]').")
-def weights_preview(path: str, plot_path: str | None) -> None:
+@click.option("--book", "book_path", type=click.Path(exists=True, dir_okay=False),
+              help="Rank this CSV or Parquet book (as `clout rank` reads) instead of the open "
+                   "tickets.")
+def weights_preview(path: str, plot_path: str | None, book_path: str | None) -> None:
     """Rank the open tickets under today's settings and under PATH, and show what moves.
 
     No decision is recorded and nothing is written to a desk.
     """
-    from .weights_preview import plot, preview, report
+    from .weights_preview import plot, preview, preview_book, report
 
     if plot_path:
         try:
@@ -447,6 +450,13 @@ def weights_preview(path: str, plot_path: str | None) -> None:
     proposed = _proposed(path)
     settings = _load()
     _setup_logging("ERROR")
+    if book_path:  # offline: no store, no Redis
+        result = preview_book(book_path, settings, proposed)
+        report(result, click.echo)
+        if plot_path:
+            plot(result, plot_path)
+            click.echo(f"Chart: {plot_path}")
+        return
     rt = _runtime(settings)
     try:
         result = preview(rt, proposed)

@@ -68,7 +68,8 @@ def preview(rt: Any, proposed: Any, *, limit: int = 100_000) -> dict[str, Any]:
 
 def report(result: dict[str, Any], echo: Callable[[str], None]) -> None:
     n = result["tickets"]
-    echo(f"{n} open ticket(s); weights {result['weights_before']} -> {result['weights_after']}; "
+    echo(f"{n} {result.get('what', 'open ticket(s)')}; weights {result['weights_before']} -> "
+         f"{result['weights_after']}; "
          f"{result['changed_tier']} change tier.")
     if not n:
         return
@@ -107,3 +108,40 @@ def plot(result: dict[str, Any], path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def preview_book(path: str, today: Any, proposed: Any) -> dict[str, Any]:
+    """The same comparison over a CSV or Parquet book (`clout rank`'s input) instead of
+    the open tickets: both rankings at one moment, nothing read from or written to the store."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from .rank_file import check_book, rank_book, read_book
+
+    frame, first_row = read_book(Path(path))
+    check_book(frame, first_row)
+    now = pd.Timestamp.now(tz="UTC")
+    before = rank_book(frame, today, now=now)
+    after = rank_book(frame, proposed, now=now)
+    ids = frame["ticket_id"].astype(str).tolist()
+    moves = []
+    for i, tid in enumerate(ids):
+        b_tier, a_tier = before["tier"].iat[i], after["tier"].iat[i]
+        b_score, a_score = float(before["score"].iat[i]), float(after["score"].iat[i])
+        if b_tier != a_tier or abs(b_score - a_score) > 1e-9:
+            moves.append({"source": "book", "ticket_id": tid, "before": b_tier, "after": a_tier,
+                          "score_before": b_score, "score_after": a_score,
+                          "reason_before": before["reason"].iat[i],
+                          "reason_after": after["reason"].iat[i]})
+    moves.sort(key=lambda m: (m["before"] == m["after"], -abs(m["score_after"] - m["score_before"])))
+    return {
+        "what": "ticket(s) in the book",
+        "tickets": len(ids),
+        "changed_tier": int((before["tier"] != after["tier"]).sum()),
+        "before": Counter(before["tier"].tolist()),
+        "after": Counter(after["tier"].tolist()),
+        "movers": moves[:20],
+        "weights_before": today.weights.version(),
+        "weights_after": proposed.weights.version(),
+    }

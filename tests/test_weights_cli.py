@@ -47,3 +47,25 @@ def test_preview_ranks_the_open_tickets_both_ways_and_writes_nothing(runtime, po
     assert "6 open ticket(s)" in out.output and "change tier" in out.output
     assert "today:" in out.output and "proposed:" in out.output
     assert runtime.store.count("decisions") == decisions_before  # nothing recorded
+
+
+def test_preview_over_a_book_file(base_env, tmp_path):
+    import pandas as pd
+
+    book = tmp_path / "book.csv"
+    today = dt.date.today()
+    pd.DataFrame({
+        "ticket_id": [f"B-{i}" for i in range(8)],
+        "influence": [10, 80, 20, 30, 95, 5, 40, 60],
+        "monthly_spend": [10, 20, 5000, 80, 30, 20000, 400, 60],
+        "contract_end": [(today + dt.timedelta(days=d)).isoformat() for d in (5, 300, 40, 90, 200, 20, 10, 400)],
+        "ticket_created_at": [(dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=h)).isoformat()
+                              for h in (1, 2, 3, 30, 5, 6, 70, 8)],
+    }).to_csv(book, index=False)
+    proposed = tmp_path / "proposed.toml"
+    proposed.write_text("[ranking.weights]\ninfluence = 0.0\nspend = 0.9\nrenewal = 0.05\n"
+                        "complaint = 0.05\nwaiting = 0.0\n")
+    out = CliRunner().invoke(cli, ["weights", "preview", str(proposed), "--book", str(book)],
+                             env=base_env)
+    assert out.exit_code == 0, out.output
+    assert "8 ticket(s) in the book" in out.output and "book/B-" in out.output
