@@ -175,7 +175,7 @@ def _text(frame: pd.DataFrame) -> pd.Series | None:
 def rank_book(frame: pd.DataFrame, settings: Any, *, now: pd.Timestamp,
               advance=lambda steps, stage: None) -> pd.DataFrame:
     """The book (as read) plus reason_note, tier, score, flags (";"-joined), reason, c_*."""
-    from ranking.sentiment import complaint_strength, mentions_social
+    from ranking.sentiment import complaint_readable, complaint_strength, mentions_social
 
     model = _model_frame(frame, settings)
     text = _text(frame)
@@ -193,6 +193,13 @@ def rank_book(frame: pd.DataFrame, settings: Any, *, now: pd.Timestamp,
             advance(step, f"scoring text {min(start + len(part), len(frame))}/{len(frame)}")
         model["complaint"] = complaint
         model["social_mention"] = social
+        # As the service does: text the model can't read is said, not guessed.
+        unread = ~complaint_readable(text).to_numpy(dtype=bool) & (text.fillna("").str.strip() != "").to_numpy()
+        if unread.any():
+            notes = model["reason_note"].fillna("").astype(str).to_numpy(dtype=object)
+            extra = "complaint not scored: language not read"
+            notes[unread] = [f"{n}; {extra}" if n else extra for n in notes[unread]]
+            model["reason_note"] = notes
     else:
         advance(_TEXT, "no text to score")
     book = _spend_book(frame, model["monthly_spend"])

@@ -135,3 +135,15 @@ def test_empty_file_and_header_only_are_clear_errors(tmp_path, env):
 def test_unknown_extension_is_refused(tmp_path, env):
     result = _run(env, _write(tmp_path, [HEADER, *ROWS], "book.xlsx"), "-o", tmp_path / "out.csv")
     assert result.exit_code == 1 and "use .csv or .parquet" in result.output
+
+
+def test_text_the_model_cannot_read_is_marked_not_scored(tmp_path, env):
+    lines = [HEADER, *ROWS[:2],
+             "T-DE,C-9,20,200,EUR,2026-03-01,2025-06-02T10:00:00Z,Rechnung falsch,"
+             "Wir wurden zweimal belastet und niemand antwortet"]
+    result = _run(env, _write(tmp_path, lines), "-o", tmp_path / "out.csv")
+    assert result.exit_code == 0, result.output
+    out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False).set_index("ticket_id")
+    assert out.loc["T-DE", "reason_note"] == "complaint not scored: language not read"
+    assert out.loc["T-DE", "c_complaint"] == 0
+    assert "not scored" not in out.loc["T-2", "reason_note"]
