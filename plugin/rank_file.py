@@ -26,7 +26,7 @@ import click
 import numpy as np
 import pandas as pd
 
-from ranking.currency import to_base
+from ranking.currency import join_notes, no_rate_notes, to_base
 from ranking.priority import COMPONENTS, OUTPUT_COLUMNS, prioritize
 
 __all__ = ["rank_command", "read_book", "rank_book", "write_book", "BookError"]
@@ -138,11 +138,8 @@ def _model_frame(frame: pd.DataFrame, settings: Any) -> pd.DataFrame:
         codes = [c.strip() if isinstance(c, str) and c.strip() else None
                  for c in frame["currency"].astype(object).tolist()]
         converted, unknown = to_base(spend, codes, money.rates, money.base)
-        note = np.full(len(frame), "", dtype=object)
-        for i in np.flatnonzero(unknown):
-            note[i] = f"spend not ranked: no rate for {codes[i]}"
         model["monthly_spend"] = converted
-        model["reason_note"] = note
+        model["reason_note"] = no_rate_notes(codes, unknown)
     else:  # no currency column: every amount is in the base currency
         model["monthly_spend"] = spend
         model["reason_note"] = ""
@@ -175,7 +172,7 @@ def _text(frame: pd.DataFrame) -> pd.Series | None:
 def rank_book(frame: pd.DataFrame, settings: Any, *, now: pd.Timestamp,
               advance=lambda steps, stage: None) -> pd.DataFrame:
     """The book (as read) plus reason_note, tier, score, flags (";"-joined), reason, c_*."""
-    from ranking.sentiment import complaint_readable, complaint_strength, mentions_social
+    from ranking.sentiment import complaint_strength, mentions_social, unscored_notes
 
     model = _model_frame(frame, settings)
     text = _text(frame)
@@ -194,12 +191,7 @@ def rank_book(frame: pd.DataFrame, settings: Any, *, now: pd.Timestamp,
         model["complaint"] = complaint
         model["social_mention"] = social
         # As the service does: text the model can't read is said, not guessed.
-        unread = ~complaint_readable(text).to_numpy(dtype=bool) & (text.fillna("").str.strip() != "").to_numpy()
-        if unread.any():
-            notes = model["reason_note"].fillna("").astype(str).to_numpy(dtype=object)
-            extra = "complaint not scored: language not read"
-            notes[unread] = [f"{n}; {extra}" if n else extra for n in notes[unread]]
-            model["reason_note"] = notes
+        model["reason_note"] = join_notes(model["reason_note"].tolist(), unscored_notes(text))
     else:
         advance(_TEXT, "no text to score")
     book = _spend_book(frame, model["monthly_spend"])

@@ -16,8 +16,8 @@ import pandas as pd
 
 from connectors.crm.base import Decision
 from ranking import complaint_strength, map_tiers, mentions_social, prioritize
-from ranking.sentiment import complaint_readable
-from ranking.currency import to_base
+from ranking.currency import join_notes, no_rate_notes, to_base
+from ranking.sentiment import unscored_notes
 
 from .book import spend_book
 from .influence import NO_INFLUENCE, lookup_influence
@@ -82,16 +82,11 @@ def rank_tickets(rt: Any, rows: Sequence[dict[str, Any]],
         "desk_priority": [r.get("desk_priority") for r in rows],
     })
     money = settings.config.ranking.currency
+    currency = [fact(r, "currency") for r in rows]
     spend, unknown = to_base(pd.to_numeric(frame["monthly_spend"], errors="coerce").tolist(),
-                             [fact(r, "currency") for r in rows], money.rates, money.base)
+                             currency, money.rates, money.base)
     frame["monthly_spend"] = spend
-    readable = complaint_readable(text).to_numpy(dtype=bool)
-    notes = [[f"spend not ranked: no rate for {fact(r, 'currency')}"] if u else []
-             for r, u in zip(rows, unknown)]
-    for note, ok, r in zip(notes, readable, rows):
-        if not ok and (r.get("subject") or r.get("description")):
-            note.append("complaint not scored: language not read")  # not guessed
-    frame["reason_note"] = ["; ".join(n) for n in notes]
+    frame["reason_note"] = join_notes(no_rate_notes(currency, unknown), unscored_notes(text))
     frame["complaint"] = complaint_strength(text).to_numpy(dtype=float)
     frame["social_mention"] = mentions_social(text).to_numpy(dtype=bool)
     weights = tier_weights(rt)

@@ -27,3 +27,13 @@ def to_base(spend: Sequence[float | None], currency: Sequence[str | None],
     factor = np.asarray([table.get(c, np.nan) for c in codes], dtype=float)
     unknown = np.isnan(factor) & ~np.isnan(amounts)
     return amounts * factor, unknown
+
+
+def no_rate_notes(currency: Sequence[str | None], unknown: Sequence[bool]) -> list[str]:
+    """The reason note for rows whose currency has no rate (else "")."""
+    return [f"spend not ranked: no rate for {c}" if u else "" for c, u in zip(currency, unknown)]
+
+
+def join_notes(*columns: Sequence[str]) -> list[str]:
+    """Row-wise "; "-join of the non-empty notes of several columns."""
+    return ["; ".join(n for n in row if n) for row in zip(*columns)]

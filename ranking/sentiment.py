@@ -55,6 +55,8 @@ __all__ = [
     "SOCIAL_PATTERNS",
     "VADER_POINTS",
     "complaint_readable",
+    "unscored_notes",
+    "NOT_SCORED",
     "complaint_strength",
     "mentions_social",
 ]
@@ -185,13 +187,26 @@ _NEGATABLE_RX = [(w, rx, _NEGATED + rx[2:] if rx.startswith(r"\b") else _NEGATED
                  for w, rx in _NEGATABLE_CUES]
 
 
+NOT_SCORED = "complaint not scored: language not read"
+
+
 def complaint_readable(texts: pd.Series) -> pd.Series:
-    """True where the text is English enough to score; False for empty or mostly non-English text."""
-    text = _text(texts)
-    out = np.zeros(len(text), dtype=bool)
-    for i, t in enumerate(text.tolist()):
-        out[i] = _readable(t)
+    """True where the text is English enough to score; False for empty or mostly non-English text.
+
+    Identical texts are judged once (a per-text Python check, so batches repeat a lot).
+    """
+    codes, uniques = pd.factorize(_text(texts), sort=False)
+    judged = np.fromiter((_readable(t) for t in uniques), dtype=bool, count=len(uniques))
+    out = judged[codes] if len(codes) else np.zeros(0, dtype=bool)
     return pd.Series(out, index=texts.index, dtype=bool)
+
+
+def unscored_notes(texts: pd.Series) -> list[str]:
+    """NOT_SCORED where there is text the model can't read, else "": the reason says so
+    instead of the score guessing."""
+    present = _text(texts).str.strip().ne("").to_numpy()
+    unread = present & ~complaint_readable(texts).to_numpy()
+    return [NOT_SCORED if u else "" for u in unread]
 
 
 def _readable(text: str) -> bool:
