@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import redis
 
+from ranking.priority import MIN_SHARE_SCORES
+
 MAX_POINTS = 1001
 
 
@@ -46,7 +48,7 @@ def spend_book(cache: redis.Redis, store, *, key: str, ttl: int,
     return table
 
 
-MIN_SHARE_BOOK = 20  # fewer open tickets than this: shares mean little, fixed thresholds rule
+MIN_SHARE_BOOK = MIN_SHARE_SCORES  # fewer open tickets than this: fixed thresholds rule
 
 
 def score_book(cache: redis.Redis, store, *, key: str, ttl: int) -> np.ndarray:

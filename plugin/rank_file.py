@@ -196,16 +196,20 @@ def rank_book(frame: pd.DataFrame, settings: Any, *, now: pd.Timestamp,
         advance(_TEXT, "no text to score")
     book = _spend_book(frame, model["monthly_spend"])
     try:
-        ranked = prioritize(model, settings.weights, now=now, spend_book=book)
+        tiers = settings.config.ranking.tiers
+        # Tiers set as shares: the shares of this book, which is the whole queue to rank.
+        shares = ((tiers.urgent_share, tiers.high_share, tiers.normal_share)
+                  if tiers.mode == "share" else None)
+        ranked = prioritize(model, settings.weights, now=now, spend_book=book, tier_shares=shares)
     except ValueError as exc:  # e.g. weights the model refuses
         raise BookError(f"cannot rank: {exc}") from None
     advance(_RANK, "ranked")
     out = frame.drop(columns=[c for c in _WRITTEN if c in frame.columns])
     out["reason_note"] = model["reason_note"].to_numpy()
-    out["tier"] = ranked["tier"].to_numpy()
+    out["tier"] = ranked["tier"].array
     out["score"] = ranked["score"].to_numpy()
     out["flags"] = [";".join(f) for f in ranked["flags"].tolist()]
-    out["reason"] = ranked["reason"].to_numpy()
+    out["reason"] = ranked["reason"].array
     for name in COMPONENTS:
         out[f"c_{name}"] = ranked[f"c_{name}"].to_numpy()
     return out

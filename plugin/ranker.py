@@ -28,11 +28,9 @@ COMPONENTS = ("influence", "spend", "renewal", "complaint", "waiting")
 def tier_weights(rt: Any) -> Any:
     """The settings' weights, with tier thresholds from the open tickets' scores when tiers
     are set as shares (and there are enough open tickets for shares to mean something)."""
-    from dataclasses import replace
+    from ranking.priority import share_weights
 
-    from ranking.priority import share_thresholds
-
-    from .book import MIN_SHARE_BOOK, score_book
+    from .book import score_book
 
     settings = rt.settings
     weights = settings.weights
@@ -41,14 +39,7 @@ def tier_weights(rt: Any) -> Any:
         return weights
     book = score_book(rt.redis, rt.store, key=settings.redis_key("score-book"),
                       ttl=tiers.share_refresh_seconds)
-    if len(book) < MIN_SHARE_BOOK:
-        return weights
-    urgent, high, normal = share_thresholds(book, tiers.urgent_share, tiers.high_share,
-                                            tiers.normal_share)
-    # The guard "influence alone never makes Urgent" needs a high threshold above 0.
-    high = max(high, 1e-6)
-    return replace(weights, tier_urgent=max(urgent, high), tier_high=high,
-                   tier_normal=min(normal, high))
+    return share_weights(weights, book, tiers.urgent_share, tiers.high_share, tiers.normal_share)
 
 
 def rank_tickets(rt: Any, rows: Sequence[dict[str, Any]],

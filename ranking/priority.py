@@ -35,12 +35,14 @@ Fairness guard, applied after the thresholds:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .weights import TIERS, Weights
 
@@ -53,6 +55,8 @@ __all__ = [
     "map_tiers",
     "prioritize",
     "renewal_urgency",
+    "share_thresholds",
+    "share_weights",
     "spend_percentile",
 ]
 
@@ -85,6 +89,7 @@ def prioritize(
     *,
     now: pd.Timestamp | datetime,
     spend_book: pd.Series | np.ndarray | None = None,
+    tier_shares: tuple[float, float, float] | None = None,
 ) -> pd.DataFrame:
     """Tier, score, flags and a one-line reason for every ticket in `frame`.
 
@@ -100,6 +105,11 @@ def prioritize(
     columns in `REQUIRED_COLUMNS` must exist (they may hold NaN) so that a
     misspelt column fails loudly instead of silently ranking on nothing.
     `desk_priority` is copied to the output untouched when present.
+
+    `tier_shares` (urgent, high, normal) sets the tier thresholds from this
+    frame's own scores (see `share_weights`), for ranking a whole book at once;
+    the service instead passes weights whose thresholds came from the open
+    tickets' recent scores.
     """
     _check_weights(weights)
     if len(frame) == 0:
@@ -111,6 +121,8 @@ def prioritize(
     sig = _read_signals(frame, _utc_timestamp(now), spend_book)
     contrib = _components(sig, weights) * _weight_shares(weights)
     score = np.clip(contrib.sum(axis=1), 0.0, 1.0)
+    if tier_shares is not None:
+        weights = share_weights(weights, score, *tier_shares)
 
     base = _tier_index(score, weights)
     capped = (base == _URGENT) & (score - contrib[:, 0] < weights.tier_high - _TOL)
@@ -119,19 +131,21 @@ def prioritize(
                & (sig.hours >= weights.waiting_floor_slas * weights.sla_hours) & (tier > _HIGH))
     tier = np.where(floored, _HIGH, tier)
 
+    reason = _reasons(tier, contrib, sig, capped, floored, weights)
+    if "reason_note" in frame.columns:  # what the caller knows the score left out
+        note = pa.array(frame["reason_note"].fillna("").astype(str).to_numpy(dtype=object),
+                        type=pa.large_string())
+        reason = pc.if_else(pc.not_equal(note, _NOTHING),
+                            pc.binary_join_element_wise(reason, note, _NOTE_SEPARATOR), reason)
     out = pd.DataFrame(
         {
-            "tier": _table(list(TIERS))[tier],
+            "tier": pd.array(_take(_TIER_NAMES, tier), dtype="str"),
             "score": score,
             "flags": _flags(sig, weights),
-            "reason": _reasons(tier, contrib, sig, capped, floored, weights),
+            "reason": pd.array(reason, dtype="str"),
         },
         index=frame.index,
     )
-    if "reason_note" in frame.columns:  # what the caller knows the score left out
-        note = frame["reason_note"].fillna("").astype(str).to_numpy()
-        has = note != ""
-        out.loc[has, "reason"] = out.loc[has, "reason"] + "; " + note[has]
     for i, name in enumerate(COMPONENTS):
         out[f"c_{name}"] = contrib[:, i]
     if "desk_priority" in frame.columns:
@@ -229,6 +243,26 @@ def share_thresholds(scores: np.ndarray | pd.Series, urgent: float, high: float,
     return float(t[0]), float(t[1]), float(t[2])
 
 
+MIN_SHARE_SCORES = 20  # fewer scores than this say nothing about shares: fixed thresholds
+
+
+def share_weights(weights: Weights, scores: np.ndarray | pd.Series, urgent: float, high: float,
+                  normal: float) -> Weights:
+    """`weights` with tier thresholds taken from `scores` by `share_thresholds`.
+
+    Too few scores (< `MIN_SHARE_SCORES`) keep the fixed thresholds. The high
+    threshold stays above 0, because the guard "influence alone never makes
+    Urgent" compares the score without influence against it.
+    """
+    values = np.asarray(scores, dtype=float)
+    if np.count_nonzero(np.isfinite(values)) < MIN_SHARE_SCORES:
+        return weights
+    t_urgent, t_high, t_normal = share_thresholds(values, urgent, high, normal)
+    t_high = max(t_high, 1e-6)
+    return replace(weights, tier_urgent=max(t_urgent, t_high), tier_high=t_high,
+                   tier_normal=min(t_normal, t_high))
+
+
 def map_tiers(tiers: pd.Series, mapping: dict[str, str]) -> pd.Series:
     """Translate Clout tiers into one desk's priority values.
 
@@ -257,13 +291,16 @@ def influence_curve(influence: np.ndarray) -> np.ndarray:
 
 def spend_percentile(spend: np.ndarray, book: np.ndarray) -> np.ndarray:
     """Mid-rank percentile of each spend within `book`; <= 0 or unknown -> 0."""
-    ref = np.sort(book[np.isfinite(book)])
-    if ref.size == 0:
-        return np.zeros_like(spend)
     # Searching sorted needles is ~3x faster (cache-friendly) than random ones on big
     # batches; the results are scattered back to the rows' order.
     order = np.argsort(spend, kind="stable")
     needles = spend[order]
+    if book.shape == spend.shape and np.array_equal(book, spend, equal_nan=True):
+        ref = needles[np.isfinite(needles)]  # ranking the book itself: one sort serves both
+    else:
+        ref = np.sort(book[np.isfinite(book)])
+    if ref.size == 0:
+        return np.zeros_like(spend)
     pct_sorted = (np.searchsorted(ref, needles, side="left")
                   + np.searchsorted(ref, needles, side="right")) / (2.0 * ref.size)
     pct = np.empty_like(pct_sorted)
@@ -372,53 +409,82 @@ _FLAG_TABLE = _table(
 )
 
 
-def _labels(sig: _Signals, weights: Weights) -> list[np.ndarray]:
-    """Human phrase per component per row, in `COMPONENTS` order.
+def _label_keys(sig: _Signals, weights: Weights) -> np.ndarray:
+    """Per row and component, the index of its phrase in `_phrase_tables`' list.
 
-    Every phrase comes from a small table indexed by an integer key
-    (influence 1..100, top-% 1..100, days, tenths of complaint, hours/days),
-    so 200k rows cost a few fancy-indexing calls instead of 200k formats.
-    Values outside a component's contributing range are clipped; their
-    phrase is never shown because their contribution is 0.
+    Every phrase comes from a small table indexed by an integer key (influence
+    1..100, top-% 1..100, days, tenths of complaint, hours/days), so a million rows
+    cost a few integer operations, never a million formats. Values outside a
+    component's contributing range are clipped; their phrase is never shown
+    because their contribution is 0. Returns an (n, 5) matrix, `COMPONENTS` order.
     """
     # Floored, like the flags' ">=" tests: "influence 60" always comes with INFLUENCER at 60.
-    infl_key = np.clip(np.nan_to_num(np.floor(sig.influence), nan=1.0), 1, 100).astype(np.int64)
-    infl = _table([f"influence {i}" for i in range(101)])[infl_key]
+    infl_key = np.clip(np.nan_to_num(np.floor(sig.influence), nan=1.0), 1, 100)
+    top_key = np.clip(np.ceil(np.round((1.0 - sig.spend_pct) * 100.0, 6)), 1, 100)
 
-    top_key = np.clip(np.ceil(np.round((1.0 - sig.spend_pct) * 100.0, 6)), 1, 100).astype(np.int64)
-    spend = _table([f"spend top {i}%" for i in range(101)])[top_key]
-
-    lo = -int(np.ceil(weights.renewal_grace_days)) - 1
-    hi = int(min(np.ceil(weights.renewal_horizon_days), _MAX_LABEL_DAYS)) + 1
-    day_key = np.clip(np.nan_to_num(sig.days_left, nan=hi), lo, hi).astype(np.int64) - lo
-    renewal = _renewal_table(lo, hi)[day_key]
+    lo, hi = _renewal_span(weights)
+    day_key = np.clip(np.nan_to_num(sig.days_left, nan=hi), lo, hi) - lo
 
     # The complaint as measured (floored to tenths, like the flag's ">=" test), "public"
     # when it went public: the label and SOCIAL_COMPLAINT agree; the boost going public
     # gives shows in the contribution.
-    tenth = np.clip(np.floor(np.round(np.nan_to_num(sig.complaint) * 10, 6)), 0, 10).astype(np.int64)
-    complaint_key = tenth + 11 * sig.social.astype(np.int64)
-    complaint_txt = _table(
-        [f"{kind}complaint {t / 10:.1f}" for kind in ("", "public ") for t in range(11)]
-    )[complaint_key]
+    tenth = np.clip(np.floor(np.round(np.nan_to_num(sig.complaint) * 10, 6)), 0, 10)
+    complaint_key = tenth + 11 * sig.social
 
     h = sig.hours
     wait_key = np.where(h < 48, np.floor(h), 46 + np.minimum(h // 24, _MAX_LABEL_DAYS))
-    waiting = _waiting_table(weights.sla_hours)[wait_key.astype(np.int64)]
-    return [infl, spend, renewal, complaint_txt, waiting]
+
+    offsets = _phrase_offsets(lo, hi)
+    keys = np.empty((len(h), len(COMPONENTS)), dtype=np.int64)
+    for i, key in enumerate((infl_key, top_key, day_key, complaint_key, wait_key)):
+        np.add(key, offsets[i], out=keys[:, i], casting="unsafe")
+    return keys
 
 
-@lru_cache(maxsize=8)
-def _waiting_table(sla_hours: float) -> np.ndarray:
-    """Index h (< 48) -> "waiting {h}h ..."; index 46 + d (d >= 2) -> "waiting {d}d ..."."""
+def _renewal_span(weights: Weights) -> tuple[int, int]:
+    """Days covered by the renewal phrases: from just past the grace to just past the horizon."""
+    lo = -int(np.ceil(weights.renewal_grace_days)) - 1
+    hi = int(min(np.ceil(weights.renewal_horizon_days), _MAX_LABEL_DAYS)) + 1
+    return lo, hi
+
+
+def _component_phrases(lo: int, hi: int, sla_hours: float) -> list[list[str]]:
     sla = f" vs {sla_hours:g}h SLA"
-    hours = [f"waiting {i}h{sla}" for i in range(48)]
-    return _table(hours + [f"waiting {d}d{sla}" for d in range(2, _MAX_LABEL_DAYS + 1)])
+    return [
+        [f"influence {i}" for i in range(101)],
+        [f"spend top {i}%" for i in range(101)],
+        [_renewal_phrase(d) for d in range(lo, hi + 1)],
+        [f"{kind}complaint {t / 10:.1f}" for kind in ("", "public ") for t in range(11)],
+        # Index h (< 48) -> "waiting {h}h ..."; index 46 + d (d >= 2) -> "waiting {d}d ...".
+        [f"waiting {i}h{sla}" for i in range(48)]
+        + [f"waiting {d}d{sla}" for d in range(2, _MAX_LABEL_DAYS + 1)],
+    ]
+
+
+def _phrase_offsets(lo: int, hi: int) -> np.ndarray:
+    sizes = [101, 101, hi - lo + 1, 22]  # the first four lists of `_component_phrases`
+    return np.cumsum([0, *sizes])
 
 
 @lru_cache(maxsize=8)
-def _renewal_table(lo: int, hi: int) -> np.ndarray:
-    return _table([_renewal_phrase(d) for d in range(lo, hi + 1)])
+def _phrase_tables(lo: int, hi: int, sla_hours: float, floor_slas: float
+                   ) -> tuple[pa.Array, pa.Array, pa.Array, int, int]:
+    """The reason's pieces, pre-joined so a row is six lookups and one join.
+
+    head[tier * P + p]   "High: " + phrase p (p = P - 1: "no priority signals")
+    tail[p]              ", " + phrase p, or "" at index P (an unshown slot)
+    last[cents * 3 + k]  " (+0.31)" + guard note k (none, kept below Urgent, raised)
+    and P and the index of "no priority signals".
+    """
+    phrases = [p for group in _component_phrases(lo, hi, sla_hours) for p in group]
+    phrases.append(_NO_SIGNALS)
+    size = len(phrases)
+    head = _text([t.capitalize() + ": " + p for t in TIERS for p in phrases])
+    tail = _text([", " + p for p in phrases] + [""])
+    notes = ("", "; kept below Urgent: influence alone can't make a ticket urgent",
+             f"; raised to High: waited over {floor_slas:g}x SLA")
+    last = _text([amount + note for amount in _AMOUNT_TEXT for note in notes])
+    return head, tail, last, size, size - 1
 
 
 def _renewal_phrase(days: int) -> str:
@@ -433,8 +499,47 @@ def _renewal_phrase(days: int) -> str:
     return f"contract ended {-days} days ago"
 
 
+def _text(strings: list[str]) -> pa.Array:
+    # 64-bit offsets: a book of tens of millions of reasons passes 2 GiB of text.
+    return pa.array(strings, type=pa.large_string())
+
+
 _MAX_LABEL_DAYS = 9999  # label tables stop here; longer spans print as 9999 days
-_AMOUNTS = _table([""] + [f" (+{c / 100:.2f})" for c in range(1, 101)])
+_NO_SIGNALS = "no priority signals"
+_AMOUNT_TEXT = [""] + [f" (+{c / 100:.2f})" for c in range(1, 101)]  # "" for 0 cents
+_AMOUNTS = _text(_AMOUNT_TEXT)
+_TIER_NAMES = _text(list(TIERS))
+_NOTHING = pa.scalar("", type=pa.large_string())
+_NOTE_SEPARATOR = pa.scalar("; ", type=pa.large_string())
+
+
+def _slot_components(contrib: np.ndarray, slots: int) -> list[np.ndarray]:
+    """For each of the first `slots` places, which component is there per row: the
+    largest contribution first, ties in `COMPONENTS` order (a stable descending sort).
+
+    With five components, counting who beats whom is several times cheaper than a
+    row-wise argsort of the (n, 5) matrix.
+    """
+    n, k = contrib.shape
+    cols = [np.ascontiguousarray(contrib[:, i]) for i in range(k)]
+    ranks = []
+    for j in range(k):
+        rank = np.zeros(n, dtype=np.int8)
+        for i in range(k):
+            if i != j:
+                rank += (cols[i] > cols[j]) if i > j else (cols[i] >= cols[j])
+        ranks.append(rank)
+    picks = []
+    for slot in range(slots):
+        comp = np.zeros(n, dtype=np.int64)
+        for j in range(1, k):
+            comp += j * (ranks[j] == slot)
+        picks.append(comp)
+    return picks
+
+
+def _take(table: pa.Array, index: np.ndarray) -> pa.Array:
+    return table.take(pa.array(index, type=pa.int64()))
 
 
 def _reasons(
@@ -444,38 +549,37 @@ def _reasons(
     capped: np.ndarray,
     floored: np.ndarray,
     weights: Weights,
-) -> np.ndarray:
+) -> pa.Array:
     """'High: renewal in 12 days (+0.31), spend top 4% (+0.22), influence 71 (+0.18)'.
 
     Only the up-to-three largest contributions are shown so the line fits a
     desk's priority-reason field; a note is appended when the fairness
     guard, not the score, decided the tier, so agents never see a reason
-    that contradicts the tier. Every piece is a table lookup or a masked
-    pick, so the only per-row work is one C-level `str.join`.
+    that contradicts the tier. Every piece is an integer index into a small
+    table of pre-joined phrases; Arrow gathers and joins them in C, so there
+    is no per-row Python work, and the result is already the Arrow string
+    array pandas keeps text in.
     """
-    n = len(tier)
-    rows = np.arange(n)
-    labels = np.column_stack(_labels(sig, weights))
-    order = np.argsort(-contrib, axis=1, kind="stable")
-    empty = np.full(n, "", dtype=object)
-    columns = [_table([t.capitalize() + ": " for t in TIERS])[tier]]
-    for slot in range(REASON_TOP):
-        comp = order[:, slot]
+    rows = np.arange(len(tier))
+    keys = _label_keys(sig, weights)
+    head, tail, last, size, none_index = _phrase_tables(
+        *_renewal_span(weights), weights.sla_hours, weights.waiting_floor_slas)
+    note = np.where(floored, 2, np.where(capped, 1, 0))
+    pieces = []
+    for slot, comp in enumerate(_slot_components(contrib, REASON_TOP)):
         # Half-up to whole cents; anything that would print as +0.00 is no reason.
         cents = np.clip(np.floor(contrib[rows, comp] * 100 + 0.5), 0, 100).astype(np.int64)
         shown = cents > 0
+        label = keys[rows, comp]
         if slot == 0:
-            columns.append(np.where(shown, labels[rows, comp], "no priority signals"))
+            pieces.append(_take(head, tier * size + np.where(shown, label, none_index)))
         else:
-            columns.append(np.where(shown, ", ", empty))
-            columns.append(np.where(shown, labels[rows, comp], empty))
-        columns.append(_AMOUNTS[cents])  # "" for 0 cents
-    notes = empty.copy()
-    notes[capped] = "; kept below Urgent: influence alone can't make a ticket urgent"
-    notes[floored] = f"; raised to High: waited over {weights.waiting_floor_slas:g}x SLA"
-    columns.append(notes)
-    # Only pointer gathers above; the one per-row step is a C-level join.
-    return np.fromiter(map("".join, zip(*columns)), dtype=object, count=n)
+            pieces.append(_take(tail, np.where(shown, label, size)))
+        if slot < REASON_TOP - 1:
+            pieces.append(_take(_AMOUNTS, cents))
+        else:
+            pieces.append(_take(last, cents * 3 + note))
+    return pc.binary_join_element_wise(*pieces, _NOTHING)
 
 
 def _empty_output(frame: pd.DataFrame) -> pd.DataFrame:

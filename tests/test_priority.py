@@ -7,6 +7,8 @@ from dataclasses import replace
 from datetime import datetime
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import pandas as pd
 import pytest
 
@@ -624,3 +626,51 @@ def test_share_thresholds_with_no_scores_and_ties():
     assert share_thresholds(np.array([]), 0.05, 0.2, 0.4) == (0.0, 0.0, 0.0)
     same = share_thresholds(np.full(100, 0.3), 0.05, 0.2, 0.4)
     assert same == (0.3, 0.3, 0.3)  # a tie is one tier; shares can't split equal scores
+
+
+def test_tier_shares_in_one_call_match_the_two_pass_thresholds():
+    """`prioritize(..., tier_shares=...)` (what `clout rank` and the bench use) gives the
+    same tiers as computing the scores, taking thresholds, and ranking again."""
+    from dataclasses import replace
+
+    from ranking.priority import share_weights
+
+    book = random_frame(20_000, seed=5)
+    scores = prioritize(book, W, now=NOW, spend_book=BOOK)["score"].to_numpy()
+    two_pass = prioritize(book, share_weights(W, scores, 0.05, 0.20, 0.40), now=NOW, spend_book=BOOK)
+    one_call = prioritize(book, W, now=NOW, spend_book=BOOK, tier_shares=(0.05, 0.20, 0.40))
+    assert one_call["tier"].equals(two_pass["tier"])
+    assert one_call["reason"].equals(two_pass["reason"])
+    assert one_call["tier"].value_counts(normalize=True)["urgent"] <= 0.05 + 1e-9
+    # Fixed thresholds would have given a different mix: the shares really applied.
+    assert not one_call["tier"].equals(prioritize(book, W, now=NOW, spend_book=BOOK)["tier"])
+    # Too few scores say nothing about shares: the fixed thresholds stay.
+    assert share_weights(W, scores[:19], 0.05, 0.2, 0.4) == W
+    high_only = share_weights(replace(W), np.zeros(100), 0.05, 0.2, 0.4)
+    assert high_only.tier_high > 0  # influence-alone guard keeps a threshold above 0
+
+
+@given(st.lists(st.lists(st.sampled_from([0.0, 0.05, 0.1, 0.1, 0.2, 0.35]), min_size=5,
+                         max_size=5), min_size=1, max_size=60))
+@settings(max_examples=200, deadline=None)
+def test_reason_order_is_a_stable_descending_sort_of_contributions(rows):
+    """The reason's slots come from pairwise counting, not argsort: same order, ties
+    included (many equal contributions here)."""
+    from ranking.priority import _slot_components
+
+    contrib = np.array(rows, dtype=float)
+    expected = np.argsort(-contrib, axis=1, kind="stable")[:, :3]
+    got = np.column_stack(_slot_components(contrib, 3))
+    assert (got == expected).all()
+
+
+def test_reasons_are_arrow_backed_text_and_notes_join():
+    frame = random_frame(50, seed=2)
+    frame["reason_note"] = ["spend not ranked: no rate for XYZ" if i % 2 else None
+                            for i in range(50)]
+    out = prioritize(frame, W, now=NOW, spend_book=BOOK)
+    assert out["reason"].dtype == "str" and out["tier"].dtype == "str"
+    noted = out["reason"][1::2]
+    assert noted.str.endswith("; spend not ranked: no rate for XYZ").all()
+    assert not out["reason"][0::2].str.contains("no rate").any()
+    assert out["reason"].str.match(r"^(Urgent|High|Normal|Low): ").all()

@@ -147,3 +147,21 @@ def test_text_the_model_cannot_read_is_marked_not_scored(tmp_path, env):
     assert out.loc["T-DE", "reason_note"] == "complaint not scored: language not read"
     assert out.loc["T-DE", "c_complaint"] == 0
     assert "not scored" not in out.loc["T-2", "reason_note"]
+
+
+def test_tiers_by_share_follow_the_book_being_ranked(tmp_path, env):
+    """With `[ranking.tiers] mode = "share"`, a book is tiered by its own scores."""
+    rows = [f"T-{i},C-{i},{10 + i},{50 * (i + 1)},USD,2025-{6 + i % 6:02d}-15,"
+            f"2025-06-02T{i % 12:02d}:00:00Z,Question,How do I export?" for i in range(100)]
+    path = _write(tmp_path, [HEADER, *rows])
+    fixed_out, share_out = tmp_path / "fixed.csv", tmp_path / "share.csv"
+    assert _run(env, path, "-o", fixed_out).exit_code == 0
+    share_env = {**env, "CLOUT_RANKING__TIERS__MODE": "share",
+                 "CLOUT_RANKING__TIERS__URGENT_SHARE": "0.05",
+                 "CLOUT_RANKING__TIERS__HIGH_SHARE": "0.20"}
+    result = _run(share_env, path, "-o", share_out)
+    assert result.exit_code == 0, result.output
+    share = pd.read_csv(share_out)["tier"].value_counts()
+    assert share.get("urgent", 0) <= 5
+    assert share.get("high", 0) >= 15  # the top fifth is high, whatever the fixed cut said
+    assert not pd.read_csv(fixed_out)["tier"].equals(pd.read_csv(share_out)["tier"])
