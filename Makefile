@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test run bench crash-table clean install
+.PHONY: demo test run bench crash-table clean install browser-deps
 
 install: $(STAMP)
 
@@ -20,8 +20,27 @@ DESK ?= generic
 demo: $(STAMP)
 	$(BIN)/clout demo --desk $(DESK)
 
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest
+
+# tests/test_browser.py drives Debian's headless Chromium through chromium-driver (Selenium,
+# from the `test` extra). Installed here when missing: apt-get as root; otherwise a loud
+# warning, and those tests skip saying what is missing. Nothing is fetched at test time.
+browser-deps: $(STAMP)
+	@$(BIN)/python -c "import selenium" 2>/dev/null || \
+	  $(BIN)/python -m pip install --quiet --disable-pip-version-check "selenium>=4.10"
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing chromium and chromium-driver for the browser tests (apt-get)"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y --no-install-recommends chromium chromium-driver >/dev/null || \
+	    { apt-get update >/dev/null && apt-get install -y --no-install-recommends chromium chromium-driver >/dev/null; } || \
+	    echo "WARNING: could not install chromium/chromium-driver: the browser tests will be SKIPPED" >&2; \
+	  else \
+	    echo "WARNING: /usr/bin/chromium or /usr/bin/chromedriver is missing and this is not root:" \
+	         "run 'sudo apt-get install chromium chromium-driver' or the browser tests are SKIPPED" >&2; \
+	  fi; \
+	fi
 
 run: $(STAMP)
 	$(BIN)/clout run
@@ -32,7 +51,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/rank_bench.py
 	$(BIN)/python bench/complaint_eval.py
 	$(BIN)/python bench/bench_priority.py
-	$(BIN)/python bench/bench_pipeline.py 1000
+	$(BIN)/python bench/ingest_bench.py
+	$(BIN)/python bench/pipeline_bench.py
 	$(BIN)/python bench/bench_redis_fsync.py
 
 crash-table: $(STAMP)

@@ -63,7 +63,9 @@ def ticket(ticket_id: str):
         sources = sorted(d["source"] for d in found)
         return jsonify({"error": "ambiguous", "message": f"ticket {ticket_id!r} exists in several "
                         "sources; add ?source=", "sources": sources}), 409
-    return jsonify(found[0])
+    from .mention_api import ticket_social  # its social mentions and goodwill suggestions
+
+    return jsonify({**found[0], **ticket_social(found[0]["source"], ticket_id)})
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:

@@ -49,8 +49,10 @@ def _same(a: str | None, b: str | None) -> bool:
 
 
 def flush(rt: Any, desk: str, *, ticket_ids: Sequence[str] | None = None,
-          parked_before: dt.datetime | None = None) -> dict[str, int]:
-    """Write the due decisions of one desk; returns counts per outcome."""
+          parked_before: dt.datetime | None = None,
+          known: dict[str, Decision] | None = None) -> dict[str, int]:
+    """Write the due decisions of one desk; returns counts per outcome. `known`: decisions
+    just recorded (by id), so they need not be read back from the store."""
     from .polling import note_usage
 
     connector: DeskConnector = rt.desk(desk)
@@ -64,7 +66,8 @@ def flush(rt: Any, desk: str, *, ticket_ids: Sequence[str] | None = None,
     pauses: list[float] = []
     for _ in range(MAX_PASSES):
         claimed = rt.store.claim_writes(desk, owner, lease, connector.max_batch,
-                                        ticket_ids=ticket_ids, parked_before=parked_before)
+                                        ticket_ids=ticket_ids, parked_before=parked_before,
+                                        known=known)
         if not claimed:
             break
         outcomes = deliver(connector, claimed, settings,
@@ -73,8 +76,8 @@ def flush(rt: Any, desk: str, *, ticket_ids: Sequence[str] | None = None,
         rt.store.settle_writes(owner, outcomes)
         for o in outcomes:
             totals[o.status] = totals.get(o.status, 0) + 1
-        if pauses:
-            break
+        if pauses or len(claimed) < connector.max_batch:
+            break  # a short claim took everything due: no need to ask again
     note_usage(rt, desk, connector)
     if pauses:
         # Every writer of this desk holds off until then; the writes keep their own

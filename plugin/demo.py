@@ -236,6 +236,12 @@ def run_demo(*, host: str, port: int, timeout: float, load: Callable[..., Settin
     if not env.get("CLOUT_API_TOKEN"):
         env["CLOUT_API_TOKEN"] = pysecrets.token_urlsafe(24)
         generated.append("CLOUT_API_TOKEN")
+    if not env.get("CLOUT_ADMIN_TOKEN"):  # the pages' admin login (the demo prints a one-time link)
+        env["CLOUT_ADMIN_TOKEN"] = pysecrets.token_urlsafe(32)
+        generated.append("CLOUT_ADMIN_TOKEN")
+    if not env.get("CLOUT_WEBHOOK_SECRET_SOCIAL"):  # the demo's social mentions are signed
+        env["CLOUT_WEBHOOK_SECRET_SOCIAL"] = "whsec_" + base64.b64encode(pysecrets.token_bytes(32)).decode()
+        generated.append("CLOUT_WEBHOOK_SECRET_SOCIAL")
     settings = load(env)
     rt, stack, worker_log = demo_stack(settings, env, host, port, make_runtime, setup_logging,
                                        port_fallback)
@@ -308,6 +314,8 @@ def run_demo(*, host: str, port: int, timeout: float, load: Callable[..., Settin
         click.echo("")
         click.echo(_queue_table(rows))
         click.echo("")
+        _social_act(rt, stack.base_url, settings, run_id, timeout, worker_log)
+        click.echo("")
         click.echo(f"Done in {time.monotonic() - started:.1f} s.")
         click.echo(f"Keep it running with:  {_clout_command()} run    (web + worker + embedded Redis, "
                    "Ctrl-C stops)")
@@ -316,6 +324,70 @@ def run_demo(*, host: str, port: int, timeout: float, load: Callable[..., Settin
                    f'http://{host}:{port or 5000}/api/queue'
                    + ("    (use the URL `clout run` prints if the port is taken)"
                       if stack.fell_back else ""))
+        _pages_act(settings, stack.base_url, serve=sys.stdin.isatty() and interactive)
     finally:
         on_shutdown()
         stack.stop()
+
+
+def _social_act(rt: Any, base_url: str, settings: Settings, run_id: str, timeout: float,
+                worker_log: Path) -> None:
+    """Act three: three social mentions arrive; the loud complaint raises its ticket."""
+    import click
+
+    from .mentions import mention_store, post_demo_mentions
+
+    answers = post_demo_mentions(base_url, settings, run_id)
+    bad = [a for a in answers if a.get("http_status") != 202]
+    if bad:
+        raise DemoFailed(f"/webhooks/social answered {bad[0].get('http_status')}: {bad[0]}")
+    click.echo(f"Posted {len(answers)} social mentions to /webhooks/social (all 202).")
+    ms = mention_store(rt)
+    deadline = time.monotonic() + timeout
+    while True:
+        feed = ms.feed(limit=50, complaints_only=False)
+        done = [m for m in feed if m.get("escalation")]
+        events = [f"social-{m['id']}" for m in done if m["escalation"] in ("raised", "opened")]
+        if len(done) >= len(answers) and len(rt.store.decided_events(events)) == len(events):
+            break
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"the social mentions were not all handled after {timeout:.0f} s. "
+                             f"Worker log: {worker_log}")
+        time.sleep(0.1)
+    loud = next((m for m in feed if m.get("is_complaint")), None)
+    if loud is not None:
+        who = (loud.get("customer") or {}).get("name") or f"@{loud.get('handle') or loud.get('author')}"
+        click.echo(f"  Loudest complaint: {who} on {loud['network']} "
+                   f"(influence {loud.get('influence') or 0:.0f}, complaint {loud['complaint']:.2f})"
+                   + (f" -> ticket {loud['ticket_id']} {loud['escalation']}" if loud.get("ticket_id")
+                      else ""))
+        goodwill = loud.get("goodwill")
+        if goodwill:
+            click.echo(f"  Suggested gesture on its ticket: {goodwill.get('label') or goodwill.get('gesture')}")
+
+
+def _pages_act(settings: Settings, base_url: str, *, serve: bool) -> None:
+    """Where the pages are, with a one-time admin login link; in a terminal, keep serving."""
+    import click
+
+    from .pages.auth import login_link
+
+    click.echo("")
+    click.echo(f"Pages: {base_url}/pages/  (agent queue, complaint feed, customers, admin weights)")
+    try:
+        link = login_link(settings, base_url, role="admin")
+    except ValueError as exc:
+        click.echo(f"  (no login link: {exc})")
+        return
+    minutes = settings.config.pages.login_link_minutes
+    click.echo(f"One-time admin login (works once, for {minutes} min): {link}")
+    if not serve:
+        click.echo("  (the demo server stops now; run `clout demo` in a terminal to keep it "
+                   "serving while you look)")
+        return
+    click.echo("Serving the pages until Ctrl-C.")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        click.echo("\nStopped.")

@@ -89,6 +89,12 @@ class Clout:
                 bp.register_error_handler(Exception, crash)
         app.register_blueprint(webhooks_bp, url_prefix="/webhooks")
         app.register_blueprint(api_bp)
+        from .mention_api import init_app as init_social  # /webhooks/social, /api/mentions, ...
+
+        init_social(app)
+        from . import pages
+
+        pages.register(app)  # the HTML pages under /pages
         state = app.extensions["clout"]
         app.before_request(state.maybe_reload)
 

@@ -142,6 +142,7 @@ def settings_secrets(settings: Any) -> list[str]:
     for desk in secrets.desk_secrets.values():
         values.extend(desk.values())
     values.extend(getattr(secrets, "social", {}).values())
+    values.extend([getattr(secrets, "admin_token", None), getattr(secrets, "session_secret", None)])
     return [v for v in values if v]
 
 

@@ -12,6 +12,7 @@ import hashlib
 import json
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 
 from connectors.crm.base import Decision
@@ -21,6 +22,7 @@ from ranking.sentiment import unscored_notes
 
 from .book import spend_book
 from .influence import NO_INFLUENCE, lookup_influence
+from .mentions import mention_store
 
 COMPONENTS = ("influence", "spend", "renewal", "complaint", "waiting")
 
@@ -78,8 +80,17 @@ def rank_tickets(rt: Any, rows: Sequence[dict[str, Any]],
                              currency, money.rates, money.base)
     frame["monthly_spend"] = spend
     frame["reason_note"] = join_notes(no_rate_notes(currency, unknown), unscored_notes(text))
-    frame["complaint"] = complaint_strength(text).to_numpy(dtype=float)
-    frame["social_mention"] = mentions_social(text).to_numpy(dtype=bool)
+    complaint = complaint_strength(text).to_numpy(dtype=float)
+    social = mentions_social(text).to_numpy(dtype=bool)
+    # A post escalated to a ticket stays on it, whatever text the desk sends later.
+    public = mention_store(rt).public_complaints([(r["source"], r["id"]) for r in rows])
+    if public:
+        posted = np.array([public.get((r["source"], r["id"]), np.nan) for r in rows])
+        linked = ~np.isnan(posted)
+        complaint = np.where(linked, np.fmax(complaint, np.nan_to_num(posted)), complaint)
+        social = social | linked
+    frame["complaint"] = complaint
+    frame["social_mention"] = social
     weights = tier_weights(rt)
     rates_id = hashlib.sha1(json.dumps([money.base, sorted(money.rates.items())]).encode()).hexdigest()[:8]
     book = spend_book(rt.redis, rt.store, key=settings.redis_key("spend-book", rates_id),

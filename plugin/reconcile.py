@@ -51,6 +51,9 @@ def run(rt: Any) -> dict[str, Any]:
                 settings.redis_key("rerank-due"), "1", nx=True, ex=cfg.rerank_interval_seconds):
             out["reranked"] = rerank(rt)
         out["polls"] = queue_polls(rt)
+        from .mention_jobs import schedule as social  # brand-term polls, stranded mentions
+
+        out["social"] = social(rt)
         icfg = settings.config.influence
         if icfg.refresh_interval_seconds and icfg.refresh_after_seconds and rt.redis.set(
                 settings.redis_key("influence-refresh-due"), "1", nx=True,

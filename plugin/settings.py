@@ -13,7 +13,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -31,6 +31,8 @@ SOCIAL_SECRET_ENV = {"x_bearer_token": "CLOUT_X_BEARER_TOKEN",
                      "youtube_api_key": "CLOUT_YOUTUBE_API_KEY",
                      "github_token": "CLOUT_GITHUB_TOKEN"}
 _RESERVED_ENV |= set(SOCIAL_SECRET_ENV.values())
+# The pages' admin login and (optional) session signing key: environment only.
+_RESERVED_ENV |= {"CLOUT_ADMIN_TOKEN", "CLOUT_SESSION_SECRET"}
 
 
 class SettingsError(Exception):
@@ -123,6 +125,72 @@ class InfluenceConfig(_Section):
     endpoints: dict[str, str] = Field(default_factory=dict)
 
 
+class SocialConfig(_Section):
+    """Social mentions: `POST /webhooks/social` from a listening tool, and the brand-term poller."""
+
+    # Accept mentions at /webhooks/social (the secret is CLOUT_WEBHOOK_SECRET_SOCIAL).
+    enabled: bool = True
+    # What the poller searches for: Bluesky's post search, and each term as a Mastodon
+    # hashtag (spaces and punctuation dropped). Empty: no poller.
+    brand_terms: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        default_factory=list)
+    networks: list[Literal["bluesky", "mastodon"]] = Field(
+        default_factory=lambda: ["bluesky", "mastodon"])
+    # Mastodon servers whose public tag timeline is read (host names).
+    mastodon_instances: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
+        default_factory=lambda: ["mastodon.social"])
+    # How often the brand terms are searched (0 = never).
+    poll_interval_seconds: int = Field(300, ge=0)
+    # Most posts one poll takes per term and network (pages of the API's maximum).
+    max_posts_per_poll: int = Field(100, ge=1, le=1000)
+    # A mention at least this strong a complaint (0..1) escalates to the customer's
+    # ticket; unset: ranking.flags.complaint_threshold.
+    complaint_threshold: float | None = Field(None, ge=0, le=1)
+
+
+class GestureConfig(_Section):
+    label: str = Field(min_length=1, max_length=200)
+    # What one gesture costs, in ranking.currency.base (counted against the budget).
+    value: float = Field(0.0, ge=0, le=1e9)
+    # Most spent on this gesture per calendar month (UTC); unset: no cap.
+    monthly_budget: float | None = Field(None, ge=0, le=1e12)
+
+
+class GoodwillRule(_Section):
+    """Suggest `gesture` when complaint >= min_complaint and (spend percentile >=
+    min_spend_percentile or influence >= min_influence); an unset bound is not checked,
+    both unset: the complaint alone decides."""
+
+    gesture: str = Field(min_length=1, max_length=64)
+    min_complaint: float = Field(0.6, ge=0, le=1)
+    min_spend_percentile: float | None = Field(None, ge=0, le=1)
+    min_influence: float | None = Field(None, ge=1, le=100)
+
+
+class GoodwillConfig(_Section):
+    """Goodwill gestures suggested for loud complaints from valuable or influential customers."""
+
+    enabled: bool = True
+    gestures: dict[str, GestureConfig] = Field(default_factory=lambda: {
+        "credit_disputed_charge": GestureConfig(label="Credit the disputed charge", value=25.0,
+                                                monthly_budget=500.0),
+        "personal_apology": GestureConfig(label="Call with a personal apology")})
+    # Tried in order; the first whose conditions hold and whose gesture has budget left wins.
+    rules: list[GoodwillRule] = Field(default_factory=lambda: [
+        GoodwillRule(gesture="credit_disputed_charge", min_complaint=0.6,
+                     min_spend_percentile=0.9, min_influence=60),
+        GoodwillRule(gesture="personal_apology", min_complaint=0.5,
+                     min_spend_percentile=0.75, min_influence=40)])
+
+    @model_validator(mode="after")
+    def _known_gestures(self) -> "GoodwillConfig":
+        unknown = sorted({r.gesture for r in self.rules} - set(self.gestures))
+        if unknown:
+            raise ValueError(f"rules name unknown gesture(s) {', '.join(unknown)}; define them "
+                             "under [goodwill.gestures.<name>]")
+        return self
+
+
 class WeightsConfig(_Section):
     influence: float = Field(0.20, ge=0)
     spend: float = Field(0.25, ge=0)
@@ -207,6 +275,25 @@ class RankingConfig(_Section):
     currency: CurrencyConfig = CurrencyConfig()
 
 
+class PagesConfig(_Section):
+    """The server-rendered pages under /pages (agent queue, customer, admin weights)."""
+
+    enabled: bool = True
+    page_size: int = Field(50, ge=5, le=500)
+    # With JavaScript on, the live part of a page is re-fetched this often (0 = never).
+    refresh_seconds: int = Field(10, ge=0, le=3600)
+    # A page session (cookie) lasts this long after login.
+    session_hours: float = Field(12, gt=0, le=24 * 30)
+    # How long the one-time login link (printed by `clout demo`) can be used; once.
+    login_link_minutes: int = Field(15, ge=1, le=24 * 60)
+    # "auto": the session cookie is Secure when the request came over https.
+    cookie_secure: Literal["auto", "always", "never"] = "auto"
+    # A ticket's link in its own desk, per desk: {id}, {source} and the desk's own
+    # settings (e.g. {instance_url}); a desk without one links to the ticket's page here.
+    desk_links: dict[str, str] = Field(default_factory=lambda: {
+        "salesforce": "{instance_url}/lightning/r/Case/{id}/view"})
+
+
 class FileConfig(_Section):
     service: ServiceConfig = ServiceConfig()
     queue: QueueConfig = QueueConfig()
@@ -214,7 +301,10 @@ class FileConfig(_Section):
     web: WebConfig = WebConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     influence: InfluenceConfig = InfluenceConfig()
+    social: SocialConfig = SocialConfig()
+    goodwill: GoodwillConfig = GoodwillConfig()
     ranking: RankingConfig = RankingConfig()
+    pages: PagesConfig = PagesConfig()
     # Each desk validates its own section (see `_desks`); here it is only a table per desk.
     desks: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -232,6 +322,10 @@ class Secrets:
     webhook_secrets: Mapping[str, str] = field(default_factory=dict)
     desk_secrets: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     social: Mapping[str, str] = field(default_factory=dict)  # see SOCIAL_SECRET_ENV
+    # The pages: the admin token logs in with the admin role (the API token: agent);
+    # the session secret signs page cookies (derived from the tokens when unset).
+    admin_token: str | None = None
+    session_secret: str | None = None
 
     def webhook_secret(self, source: str) -> str | None:
         return self.webhook_secrets.get(source)
@@ -244,7 +338,9 @@ class Secrets:
             f"Secrets(api_token={'set' if self.api_token else 'unset'}, "
             f"webhook_secrets={sorted(self.webhook_secrets)}, "
             f"desk_secrets={ {k: sorted(v) for k, v in self.desk_secrets.items()} }, "
-            f"social={sorted(self.social)})"
+            f"social={sorted(self.social)}, "
+            f"admin_token={'set' if self.admin_token else 'unset'}, "
+            f"session_secret={'set' if self.session_secret else 'unset'})"
         )
 
 
@@ -445,6 +541,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_secrets=webhook_secrets,
         desk_secrets=desk_secrets,
         social={name: _Secret(env[var]) for name, var in SOCIAL_SECRET_ENV.items() if env.get(var)},
+        admin_token=_Secret(env["CLOUT_ADMIN_TOKEN"]) if env.get("CLOUT_ADMIN_TOKEN") else None,
+        session_secret=(_Secret(env["CLOUT_SESSION_SECRET"]) if env.get("CLOUT_SESSION_SECRET")
+                        else None),
     )
     return Settings(
         config=config,
@@ -480,12 +579,25 @@ def _check_secret_strength(env: Mapping[str, str], desks: Mapping[str, DeskSetti
                    else secret_problem(crm.spec(name).webhook, value))
         if problem:
             problems.append(f"{var} {problem}")
-    token = env.get("CLOUT_API_TOKEN")
-    if token is not None and len(token.strip()) < MIN_API_TOKEN_LENGTH:
-        problems.append(
-            f"CLOUT_API_TOKEN {'is set but empty' if not token.strip() else 'is too short'}: at "
-            f"least {MIN_API_TOKEN_LENGTH} characters are required (e.g. python3 -c "
-            "\"import secrets; print(secrets.token_urlsafe(32))\"); unset it to disable the API")
+    social = env.get(f"{SECRET_ENV_PREFIX}SOCIAL")  # /webhooks/social: Standard Webhooks rules
+    if social is not None:
+        from webhooks.social import secret_problem as social_problem
+
+        problem = "is set but empty" if not social.strip() else social_problem(social)
+        if problem:
+            problems.append(f"{SECRET_ENV_PREFIX}SOCIAL {problem}")
+    for var, off in (("CLOUT_API_TOKEN", "the API"), ("CLOUT_ADMIN_TOKEN", "the admin pages"),
+                     ("CLOUT_SESSION_SECRET", "it (page cookies are then signed with a key "
+                                              "derived from the tokens)")):
+        token = env.get(var)
+        if token is not None and len(token.strip()) < MIN_API_TOKEN_LENGTH:
+            problems.append(
+                f"{var} {'is set but empty' if not token.strip() else 'is too short'}: at "
+                f"least {MIN_API_TOKEN_LENGTH} characters are required (e.g. python3 -c "
+                f"\"import secrets; print(secrets.token_urlsafe(32))\"); unset it to disable {off}")
+    if env.get("CLOUT_ADMIN_TOKEN") and env.get("CLOUT_ADMIN_TOKEN") == env.get("CLOUT_API_TOKEN"):
+        problems.append("CLOUT_ADMIN_TOKEN must differ from CLOUT_API_TOKEN (the admin role "
+                        "would be anyone's with the API token)")
     if problems:
         raise SettingsError("weak secrets refused:\n  " + "\n  ".join(problems))
 

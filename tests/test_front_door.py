@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import logging
 import os
 import socket
@@ -22,7 +23,7 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 
-from conftest import TEST_SECRET, auth, load_fixture, standard_webhook_headers, submit, work
+from conftest import TEST_SECRET, TEST_TOKEN, auth, load_fixture, standard_webhook_headers, submit, work
 from plugin.runtime import Runtime
 from plugin.settings import load_settings
 
@@ -205,31 +206,52 @@ STORE_DOWN = {
 }
 
 
+PAGES_READING_DATA = ("/pages/queue", "/pages/feed", "/pages/tickets/", "/pages/customers/")
+
+
 @pytest.mark.parametrize("store", sorted(STORE_DOWN))
 def test_every_route_answers_503_json_when_the_store_and_redis_are_down(base_env, store, caplog):
     from plugin import create_app
 
-    env = {**base_env, "DATABASE_URL": STORE_DOWN[store], "REDIS_URL": "redis://127.0.0.1:1/0"}
+    env = {**base_env, "DATABASE_URL": STORE_DOWN[store], "REDIS_URL": "redis://127.0.0.1:1/0",
+           "CLOUT_WEBHOOK_SECRET_SOCIAL": TEST_SECRET}
     rt = Runtime(load_settings(env))
     app = create_app(runtime=rt)
     client = app.test_client()
     caplog.set_level(logging.WARNING)
     seen = []
+    # The pages (HTML, behind a login) are checked as a logged-in agent: whatever needs the
+    # store or Redis answers a 503 page; the login form itself needs neither.
+    page = client.get("/pages/login")
+    csrf = re.search(rb'name="csrf_token" value="([^"]+)"', page.data).group(1).decode()
+    assert client.post("/pages/login", data={"token": TEST_TOKEN, "csrf_token": csrf}
+                       ).status_code == 303
     try:
         for rule in app.url_map.iter_rules():
-            if rule.endpoint == "static":
+            if rule.endpoint == "static" or rule.endpoint.endswith(".static"):
                 continue
             path = rule.rule
             for arg in rule.arguments:
                 path = path.replace(f"<{arg}>", "generic" if arg == "source" else "T-1")
                 path = path.replace(f"<path:{arg}>", "T-1")
+                path = path.replace(f"<int:{arg}>", "1")
             for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+                if path.startswith("/pages"):
+                    resp = (client.post(path, data={"csrf_token": csrf}) if method == "POST"
+                            else client.get(path))
+                    seen.append((method, path))
+                    assert resp.status_code != 500, (method, path)
+                    if method == "GET" and path.startswith(PAGES_READING_DATA):
+                        assert resp.status_code == 503, (path, resp.status_code)
+                        assert b"unavailable" in resp.data.lower(), path
+                    continue
                 if method == "POST" and path.startswith("/webhooks/"):
-                    body = json.dumps(_event()).encode()
+                    body = json.dumps(load_fixture("social", "mention.created__complaint")
+                                      if path == "/webhooks/social" else _event()).encode()
                     headers = standard_webhook_headers(TEST_SECRET, f"msg_{uuid.uuid4().hex}", body)
                     resp = client.post(path, data=body, headers=headers)
                 elif method == "POST":  # the API's switches: a valid body, with the token
-                    resp = client.post(path, json={"opt_out": True}, headers=auth())
+                    resp = client.post(path, json={"opt_out": True, "used": True}, headers=auth())
                 else:
                     resp = client.open(path, method=method, headers=auth())
                 seen.append((method, path))
@@ -241,6 +263,7 @@ def test_every_route_answers_503_json_when_the_store_and_redis_are_down(base_env
     finally:
         rt.close()
     assert ("GET", "/api/queue") in seen and ("POST", "/webhooks/generic") in seen
+    assert ("GET", "/pages/queue") in seen and ("POST", "/api/suggestions/1") in seen
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 

@@ -24,20 +24,55 @@ event types Clout doesn't act on (answered 200 so the desk stops retrying).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 from .event import TicketEvent
 
 
-@dataclass(frozen=True)
 class WebhookRequest:
-    """The parts of an HTTP request a source needs; built once by the blueprint."""
+    """The parts of an HTTP request a source needs; built once by the blueprint.
+
+    `url` and `query` may be given as zero-argument callables: most sources never
+    look at them, and rebuilding the full URL (IRI decoding) and parsing the query
+    string cost more per webhook than checking its signature. They are computed on
+    first use, once. Read-only after construction, like the frozen dataclass it was.
+    """
+
+    __slots__ = ("method", "headers", "body", "_url", "_query")
 
     method: str
-    url: str
     headers: Mapping[str, str]  # case-insensitive mapping
     body: bytes
-    query: Mapping[str, str] = field(default_factory=dict)  # the parsed query string
+
+    def __init__(self, method: str, url: str | Callable[[], str], headers: Mapping[str, str],
+                 body: bytes, query: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None
+                 ) -> None:
+        set_ = object.__setattr__
+        set_(self, "method", method)
+        set_(self, "headers", headers)
+        set_(self, "body", body)
+        set_(self, "_url", url)
+        set_(self, "_query", {} if query is None else query)
+
+    @property
+    def url(self) -> str:
+        """The full request URL."""
+        if callable(self._url):
+            object.__setattr__(self, "_url", self._url())
+        return self._url  # type: ignore[return-value]
+
+    @property
+    def query(self) -> Mapping[str, str]:
+        """The parsed query string."""
+        if callable(self._query):
+            object.__setattr__(self, "_query", self._query())
+        return self._query  # type: ignore[return-value]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"WebhookRequest is read-only (tried to set {name!r})")
+
+    def __repr__(self) -> str:
+        return f"WebhookRequest(method={self.method!r}, url={self.url!r}, body={len(self.body)} bytes)"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ and enqueueing so this module never touches Redis itself.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import replace
@@ -21,6 +22,7 @@ from .base import PayloadError, SignatureError, WebhookRequest
 log = logging.getLogger(__name__)
 
 bp = Blueprint("clout_webhooks", __name__)
+_dumps = json.dumps
 
 
 def _error(status: int, error: str, message: str, **extra: Any):
@@ -39,17 +41,31 @@ def _read_body(limit: int) -> bytes | None:
     bad chunking or a vanished client its own way (OSError, ValueError, werkzeug's
     ClientDisconnected, gunicorn's parse errors), and none of it is our bug.
     """
-    if request.content_length is not None and request.content_length > limit:
+    req = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup
+    length = req.content_length
+    if length is not None and length > limit:
         return None
     try:
-        body = request.stream.read(limit + 1)
+        body = req.stream.read(limit + 1)
     except RequestEntityTooLarge:
         return None
     except Exception as exc:  # the client's malformed or abandoned body, not a bug
         raise UnreadableBody(type(exc).__name__) from None
-    if request.content_length is not None and len(body) < request.content_length:
+    if length is not None and len(body) < length:
         raise UnreadableBody("body shorter than its Content-Length")  # the client went away
     return None if len(body) > limit else body
+
+
+_modules: dict[str, Any] = {}
+
+
+def _source(name: str) -> Any:
+    """`get_source(name)`, looked up once per process (an import-machinery walk otherwise)."""
+    try:
+        return _modules[name]
+    except KeyError:
+        module = _modules[name] = get_source(name)
+        return module
 
 
 @bp.post("/<source>")
@@ -57,7 +73,7 @@ def receive(source: str):
     clout = current_app.extensions["clout"]
     settings = clout.settings
     webhook = clout.webhooks.get(source)  # enabled desk -> its webhook module name
-    module = get_source(webhook) if webhook else None
+    module = _source(webhook) if webhook else None
     if module is None:
         return _error(404, "unknown_source", f"no enabled webhook source named {source!r}")
 
@@ -78,8 +94,10 @@ def receive(source: str):
         log.error("webhook secret for %s is not set (CLOUT_WEBHOOK_SECRET_%s)", source, source.upper())
         return _error(503, "not_configured", f"webhook source {source!r} has no signing secret configured")
 
-    wreq = WebhookRequest(method=request.method, url=request.url, headers=request.headers, body=body,
-                          query=request.args.to_dict())
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    # URL and query string are built only if the source asks (see WebhookRequest).
+    wreq = WebhookRequest(method=req.method, url=lambda: req.url, headers=req.headers, body=body,
+                          query=lambda: req.args.to_dict())
     desk = settings.desk(source)
     now = time.time()
     tolerance = settings.config.webhooks.timestamp_tolerance_seconds
@@ -131,6 +149,10 @@ def _answer(module: Any, status: int, body: dict[str, Any], wreq: WebhookRequest
     respond = getattr(module, "respond", None)
     custom = respond(status, body, request=wreq) if respond is not None else None
     if custom is None:
-        return jsonify(body), status
+        # What jsonify() answers (compact, sorted keys, trailing newline), minus its
+        # provider lookups: this is the answer to every accepted webhook.
+        return current_app.response_class(
+            _dumps(body, sort_keys=True, separators=(",", ":")) + "\n", status=status,
+            mimetype="application/json")
     code, content_type, payload = custom
     return Response(payload, status=code, content_type=content_type)

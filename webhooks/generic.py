@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import json
@@ -37,7 +38,9 @@ SECRET_PREFIX = "whsec_"
 MIN_KEY_BYTES = 24
 
 
+@functools.lru_cache(maxsize=16)
 def _secret_key(secret: str) -> bytes:
+    # Cached: the same few secrets are decoded on every webhook otherwise.
     raw = secret[len(SECRET_PREFIX):] if secret.startswith(SECRET_PREFIX) else secret
     try:
         return base64.b64decode(raw, validate=True)
@@ -68,9 +71,14 @@ _TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
 
 def sign(secret: str, msg_id: str, timestamp: int | str, body: bytes) -> str:
     """The `webhook-signature` value a sender computes (used by the demo and tests)."""
-    signed = f"{msg_id}.{timestamp}.".encode() + body
-    digest = hmac.new(_secret_key(secret), signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
+    return "v1," + base64.b64encode(_digest(secret, msg_id, timestamp, body)).decode()
+
+
+def _digest(secret: str, msg_id: str, timestamp: int | str, body: bytes) -> bytes:
+    # The prefix and the body are fed separately: no copy of the body per request.
+    mac = hmac.new(_secret_key(secret), f"{msg_id}.{timestamp}.".encode(), hashlib.sha256)
+    mac.update(body)
+    return mac.digest()
 
 
 def verify(request: WebhookRequest, secret: str, *, now: float, tolerance: int,
@@ -93,7 +101,7 @@ def verify(request: WebhookRequest, secret: str, *, now: float, tolerance: int,
             f"allowed: {tolerance} s either way"
         )
     # Signed over the header exactly as sent, per the spec.
-    expected = sign(secret, msg_id, timestamp, request.body).split(",", 1)[1].encode()
+    expected = base64.b64encode(_digest(secret, msg_id, timestamp, request.body))
     matched = False
     for candidate in signatures.split():
         version, _, value = candidate.partition(",")
@@ -220,7 +228,8 @@ def _iso_utc(value: dt.datetime | None) -> str | None:
     """Already UTC (see `_utc`); one spelling everywhere so strings compare in time order."""
     if value is None:
         return None
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # == strftime("%Y-%m-%dT%H:%M:%S.%fZ") for the years `_utc` allows, at a fraction of its cost.
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _details(exc: ValidationError) -> list[dict[str, str]]:
@@ -248,8 +257,8 @@ def parse(request: WebhookRequest, *, desk: Any = None) -> Parsed:
         summary = "; ".join(f"{d['field']}: {d['problem']}" for d in details[:5])
         raise PayloadError(f"invalid event: {summary}", details) from None
 
-    handles = event.customer.handles.model_dump(exclude_none=True) if event.customer.handles else {}
-    handles = {k: v for k, v in handles.items() if k in SOCIAL_NETWORKS and v}
+    sent = event.customer.handles
+    handles = {k: v for k in SOCIAL_NETWORKS if (v := getattr(sent, k))} if sent else {}
     customer = CustomerFacts(
         id=str(event.customer.id),
         name=event.customer.name,

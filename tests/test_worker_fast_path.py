@@ -1,0 +1,145 @@
+"""The worker's fast path: bigger batches under a backlog, a drain that waits behind queued
+batches, jobs run in the worker process, and lookups by whole keys across desks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import Any
+
+import pytest
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from conftest import submit, work
+from plugin.inbox import BACKLOG_FACTOR, batch_size_for, drain, drain_flag_key, inbox_key
+
+BATCH = 10
+
+
+@pytest.fixture()
+def base_env(base_env: dict[str, str]) -> dict[str, str]:
+    return {**base_env, "CLOUT_QUEUE__BATCH_SIZE": str(BATCH)}
+
+
+def _event(i: int, run: str = "r") -> dict[str, Any]:
+    now = dt.datetime.now(dt.timezone.utc).isoformat()
+    return {"event_id": f"{run}-evt-{i}", "occurred_at": now,
+            "ticket": {"id": f"{run}-T-{i}", "subject": "Export broken"},
+            "customer": {"id": f"C-{i % 7}", "monthly_spend": float(10 + i)}}
+
+
+def _batches(runtime) -> list[list[list[str]]]:
+    jobs = Job.fetch_many(runtime.queue.get_job_ids(), connection=runtime.redis,
+                          serializer=JSONSerializer)
+    return [j.args[0] for j in jobs if j is not None and j.func_name == "plugin.jobs.process_events"]
+
+
+def test_batch_size_grows_only_under_a_backlog():
+    assert batch_size_for(1, 200) == 200
+    assert batch_size_for(200 * BACKLOG_FACTOR, 200) == 200
+    assert batch_size_for(200 * BACKLOG_FACTOR + 1, 200) == 200 * BACKLOG_FACTOR
+    assert batch_size_for(10**9, 5000) == 10_000  # the setting's own ceiling
+
+
+def test_a_backlog_is_cut_into_bigger_batches_each_event_once(runtime, post_generic):
+    total = BATCH * BACKLOG_FACTOR * 2 + 7
+    for i in range(total):
+        assert post_generic(_event(i)).status_code == 202
+    assert drain(runtime.redis, runtime.settings, runtime.store) == {"batches": 3, "events": total}
+    sizes = [len(b) for b in _batches(runtime)]
+    assert sizes == [BATCH * BACKLOG_FACTOR, BATCH * BACKLOG_FACTOR, 7]
+    keys = [k[1] for b in _batches(runtime) for k in b]
+    assert sorted(keys) == sorted(f"r-evt-{i}" for i in range(total))
+    work(runtime)
+    assert runtime.store.count("decisions") == total
+    assert len(runtime.store.decided_events(keys)) == total
+
+
+def test_light_load_keeps_the_configured_batch_size(runtime, post_generic):
+    for i in range(BATCH * 3 + 1):
+        assert post_generic(_event(i)).status_code == 202
+    drain(runtime.redis, runtime.settings, runtime.store)
+    assert [len(b) for b in _batches(runtime)] == [BATCH, BATCH, BATCH, 1]
+
+
+def test_a_drain_steps_back_behind_waiting_batches(runtime, post_generic):
+    from plugin.jobs import drain_inbox
+
+    waiting = submit(runtime, [_parsed(runtime, _event(100, "w"))])  # a batch job already queued
+    for i in range(3):
+        assert post_generic(_event(i)).status_code == 202
+    queued_before = set(runtime.queue.get_job_ids())
+
+    assert drain_inbox() == {"batches": 0, "events": 0, "stepped_back": 1}
+    assert runtime.redis.llen(inbox_key(runtime.settings)) == 3  # still there, not lost
+    later = [j for j in runtime.queue.get_job_ids() if j not in queued_before]
+    assert len(later) == 1 and runtime.queue.get_job_ids()[-1] == later[0]  # at the back
+    job = Job.fetch(later[0], connection=runtime.redis, serializer=JSONSerializer)
+    assert job.func_name == "plugin.jobs.drain_inbox" and job.kwargs == {"deferred": True}
+    assert runtime.redis.get(drain_flag_key(runtime.settings)).decode() == job.id
+    assert waiting.id in runtime.queue.get_job_ids()
+
+    work(runtime)  # the batch ahead first, then the deferred drain takes the inbox
+    assert runtime.redis.llen(inbox_key(runtime.settings)) == 0
+    assert runtime.store.count("decisions") == 4
+    assert job.return_value() == {"batches": 1, "events": 3}
+
+
+def test_an_idle_drain_does_not_step_back(runtime, post_generic):
+    from plugin.jobs import drain_inbox
+
+    assert post_generic(_event(1)).status_code == 202
+    for job_id in runtime.queue.get_job_ids():  # the webhook's own drain job: run it by hand
+        runtime.queue.remove(job_id)
+    assert drain_inbox() == {"batches": 1, "events": 1}
+
+
+def test_clout_worker_runs_jobs_in_its_own_process(runtime, base_env, redis_session):
+    """No work-horse per job: a job's process is the worker's (here, this test's)."""
+    from plugin.redis_conn import RedisHandle
+    from plugin.runtime import Runtime
+    from plugin.settings import load_settings
+    from plugin.worker import run_worker
+
+    job = runtime.queue.enqueue_call("os.getpid")
+    run_worker(Runtime(load_settings(base_env),
+                       redis_handle=RedisHandle(client=redis_session.new_client())), burst=True)
+    from plugin import runtime as runtime_mod
+
+    runtime_mod.install(runtime)
+    assert job.return_value() == os.getpid()
+
+
+def test_ticket_state_and_claims_keep_desks_apart(runtime):
+    """Tickets and events are looked up by (desk, id): the same id on two desks is two things."""
+    now = dt.datetime.now(dt.timezone.utc).isoformat()
+    rows = [{"source": s, "id": "SAME-1", "customer_id": f"C-{s}", "subject": s,
+             "created_at": now, "last_event_id": f"{s}-e1", "last_event_at": now}
+            for s in ("generic", "zendesk")]
+    runtime.store.upsert_tickets(rows)
+    state = runtime.store.ticket_state([("generic", "SAME-1"), ("zendesk", "SAME-1"),
+                                        ("generic", "NOPE")])
+    assert set(state) == {("generic", "SAME-1"), ("zendesk", "SAME-1")}
+    assert state[("zendesk", "SAME-1")]["customer_id"] == "C-zendesk"
+    assert runtime.store.ticket_state([("freshdesk", "SAME-1")]) == {}
+
+    runtime.store.add_events([{"source": s, "event_id": "E-1", "ticket_id": "SAME-1",
+                               "occurred_at": now, "payload": {"source": s, "event_id": "E-1"}}
+                              for s in ("generic", "zendesk")])
+    claimed = runtime.store.claim_events([("zendesk", "E-1")], "me", 30)
+    assert [c["payload"]["source"] for c in claimed] == ["zendesk"]
+    both = runtime.store.claim_events([("generic", "E-1"), ("zendesk", "E-1")], "you", 30)
+    assert [c["payload"]["source"] for c in both] == ["generic"]  # zendesk's is leased to "me"
+
+
+def _parsed(runtime, payload: dict[str, Any]) -> dict[str, Any]:
+    """The TicketEvent dict the generic webhook makes of `payload` (as the inbox holds it)."""
+    import json
+
+    from webhooks import generic
+    from webhooks.base import WebhookRequest
+
+    req = WebhookRequest(method="POST", url="", headers={"webhook-id": "x"},
+                         body=json.dumps(payload).encode())
+    return generic.parse(req).events[0].to_dict()
