@@ -134,20 +134,25 @@ def _warn_debug() -> None:
               show_default=True,
               help="Whose traffic: generic JSON webhooks, or a local stand-in Salesforce org "
                    "(Outbound Messages in, SOQL and sObject Collections out).")
-def demo(host: str, port: int, timeout: float, desk: str) -> None:
+@click.option("--serve/--no-serve", default=None,
+              help="Keep serving the pages after the story, for as long as the printed login link "
+                   "lasts (Ctrl-C stops sooner). Default: only in an interactive terminal.")
+def demo(host: str, port: int, timeout: float, desk: str, serve: bool | None) -> None:
     """Run the whole path once on embedded defaults and print the ranked queue."""
     from . import demo as demo_mod
     from .services import PortInUse
 
     _sigterm_as_exit()
+    extra: dict = {}
     if desk == "salesforce":
         from .demo_salesforce import run_salesforce_demo as run_it
     else:
         run_it = demo_mod.run_demo
+        extra["serve"] = serve
     try:
         run_it(host=host, port=port, timeout=timeout, load=_load, make_runtime=_runtime,
                setup_logging=_setup_logging, on_shutdown=_shutting_down,
-               port_fallback=_port_fallback())
+               port_fallback=_port_fallback(), **extra)
     except PortInUse as exc:
         raise click.ClickException(str(exc)) from None
     except demo_mod.DemoFailed as exc:

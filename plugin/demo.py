@@ -214,7 +214,8 @@ def _queue_table(rows: list[dict[str, Any]]) -> str:
 
 def run_demo(*, host: str, port: int, timeout: float, load: Callable[..., Settings],
              make_runtime: Callable[[Settings], Any], setup_logging: Callable[..., None],
-             on_shutdown: Callable[[], None], port_fallback: bool = False) -> None:
+             on_shutdown: Callable[[], None], port_fallback: bool = False,
+             serve: bool | None = None) -> None:
     """`clout demo`: the stack up, demo tickets in as signed webhooks, the queue out, then an
     agent's own priority respected and a solved ticket leaving the queue.
 
@@ -324,7 +325,9 @@ def run_demo(*, host: str, port: int, timeout: float, load: Callable[..., Settin
                    f'http://{host}:{port or 5000}/api/queue'
                    + ("    (use the URL `clout run` prints if the port is taken)"
                       if stack.fell_back else ""))
-        _pages_act(settings, stack.base_url, serve=sys.stdin.isatty() and interactive)
+        if serve is None:  # a person at a terminal gets time to open the link
+            serve = sys.stdin.isatty() and interactive
+        _pages_act(settings, stack.base_url, serve=serve)
     finally:
         on_shutdown()
         stack.stop()
@@ -382,12 +385,11 @@ def _pages_act(settings: Settings, base_url: str, *, serve: bool) -> None:
     minutes = settings.config.pages.login_link_minutes
     click.echo(f"One-time admin login (works once, for {minutes} min): {link}")
     if not serve:
-        click.echo("  (the demo server stops now; run `clout demo` in a terminal to keep it "
-                   "serving while you look)")
+        click.echo("  (the demo server stops now; `clout demo --serve` keeps it serving while "
+                   "you look)")
         return
-    click.echo("Serving the pages until Ctrl-C.")
+    click.echo(f"Serving the pages for {minutes} min, while the link lasts (Ctrl-C stops sooner).")
     try:
-        while True:
-            time.sleep(3600)
+        time.sleep(minutes * 60)
     except KeyboardInterrupt:
         click.echo("\nStopped.")

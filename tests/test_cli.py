@@ -68,6 +68,14 @@ def test_demo_prints_the_ranked_queue_and_exits_0(tmp_path: Path):
     assert "T-2006: solved, left the queue (11 open tickets now)" in second
     rows = [line for line in second.splitlines() if re.match(r"^\s*\d+\s+(Urgent|High|Normal|Low)\b", line)]
     assert len(rows) == 11 and "(agent)" in second, out
+    # Act three: three social mentions; the loud wifi complaint raises its ticket and gets a
+    # suggestion; then the pages' address and a one-time login link (not served: no terminal).
+    assert "Posted 3 social mentions to /webhooks/social (all 202)." in out
+    assert re.search(r"Loudest complaint: Ada Quinlan on bluesky .*-> ticket T-2001 raised", out), out
+    assert "Suggested gesture on its ticket: Credit the disputed charge" in out
+    assert re.search(r"One-time admin login \(works once, for 15 min\): http://127\.0\.0\.1:\d+"
+                     r"/pages/login/once\?t=\S+", out), out
+    assert "the demo server stops now" in out
     # Throwaway secrets are never printed.
     assert "whsec_" not in out + proc.stderr
     # The embedded Redis stopped with the demo.
@@ -76,6 +84,41 @@ def test_demo_prints_the_ranked_queue_and_exits_0(tmp_path: Path):
     again = subprocess.run(_clout("demo", "--port", "0"), env=env, capture_output=True, text=True,
                            timeout=240, cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_demo_serve_keeps_the_pages_up_for_the_login_link(tmp_path: Path):
+    """`clout demo --serve`: the printed link opens the pages until Ctrl-C."""
+    import signal
+
+    import requests
+
+    proc = subprocess.Popen(_clout("demo", "--port", "0", "--serve"), env=_env(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        link = None
+        for line in proc.stdout:
+            found = re.search(r"One-time admin login \(works once, for \d+ min\): (\S+)", line)
+            if found:
+                link = found.group(1)
+            if line.startswith("Serving the pages"):
+                break
+        assert link, "no login link printed"
+        session = requests.Session()
+        page = session.get(link, timeout=10)
+        assert page.status_code == 200 and "Log in" in page.text
+        form = re.search(r'<form[^>]*action="([^"]+)"', page.text)
+        fields = dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', page.text))
+        base = link.split("/pages/")[0]
+        action = form.group(1).replace("&amp;", "&") if form else link
+        done = session.post(action if action.startswith("http") else base + action, data=fields,
+                            timeout=10)
+        assert done.status_code == 200 and "Agent queue" in done.text, done.text[:500]
+        assert "T-2001" in done.text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err
+    assert "Stopped." in out
 
 
 def test_run_serves_webhooks_until_sigterm(tmp_path: Path):
