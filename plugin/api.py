@@ -68,7 +68,8 @@ def ticket(ticket_id: str):
     return jsonify({**found[0], **ticket_social(found[0]["source"], ticket_id)})
 
 
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
+def int_arg(name: str, default: int, low: int, high: int) -> int:
+    """A bounded integer query argument; ValueError says which and why."""
     raw = request.args.get(name)
     if raw is None:
         return default
@@ -85,8 +86,8 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
 @require_token
 def queue():
     try:
-        limit = _int_arg("limit", 50, 1, 500)
-        offset = _int_arg("offset", 0, 0, 10_000_000)
+        limit = int_arg("limit", 50, 1, 500)
+        offset = int_arg("offset", 0, 0, 10_000_000)
     except ValueError as exc:
         return _error(400, "bad_request", str(exc))
     items = current_app.extensions["clout"].store.open_queue(limit=limit, offset=offset)

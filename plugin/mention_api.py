@@ -22,7 +22,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 
-from .api import MAX_ID, require_token
+from .api import MAX_ID, int_arg, require_token
 
 log = logging.getLogger(__name__)
 bp = Blueprint("clout_social", __name__)
@@ -118,27 +118,14 @@ def _seconds_ahead(posted_at: str | None) -> float:
     return moment.timestamp() - time.time()
 
 
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer") from None
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high}")
-    return value
-
-
 @bp.get("/api/mentions")
 @require_token
 def feed():
     from .mentions import mention_store
 
     try:
-        limit = _int_arg("limit", 50, 1, 500)
-        offset = _int_arg("offset", 0, 0, 10_000_000)
+        limit = int_arg("limit", 50, 1, 500)
+        offset = int_arg("offset", 0, 0, 10_000_000)
     except ValueError as exc:
         return _error(400, "bad_request", str(exc))
     only = request.args.get("complaints", "").lower() in ("1", "true", "yes")
@@ -152,7 +139,7 @@ def prospects():
     from .mentions import mention_store
 
     try:
-        limit = _int_arg("limit", 100, 1, 1000)
+        limit = int_arg("limit", 100, 1, 1000)
     except ValueError as exc:
         return _error(400, "bad_request", str(exc))
     return jsonify({"prospects": mention_store(_state().runtime).prospects(limit=limit)})

@@ -215,9 +215,10 @@ class MentionStore:
                                                    mention.get("in_reply_to_url")) if u]
         with self.engine.begin() as conn:
             ins = _insert(conn)(deliveries).on_conflict_do_nothing(index_elements=["delivery_id"])
-            fresh = conn.execute(ins.values(delivery_id=delivery_id, mention_id=0,
-                                            received_at=now)).rowcount
-            if not fresh:
+            # RETURNING, not rowcount: psycopg reports -1 for a skipped ON CONFLICT row here.
+            fresh = conn.execute(ins.values(delivery_id=delivery_id, mention_id=0, received_at=now)
+                                 .returning(deliveries.c.delivery_id)).first()
+            if fresh is None:
                 found = conn.execute(sa.select(deliveries.c.mention_id)
                                      .where(deliveries.c.delivery_id == delivery_id)).scalar()
                 return int(found or 0), "duplicate"
@@ -387,12 +388,12 @@ class MentionStore:
             if not took:
                 return None
             ins = _insert(conn)(suggestions).on_conflict_do_nothing(index_elements=["mention_id"])
-            result = conn.execute(ins.values(created_at=now, **row))
-            if not result.rowcount:  # another worker recorded one meanwhile: give ours back
+            made = conn.execute(ins.values(created_at=now, **row).returning(suggestions.c.id)).first()
+            if made is None:  # another worker recorded one meanwhile: give ours back
                 conn.execute(budget.update().where(*guard[:2]).values(
                     committed=budget.c.committed - row["value"], count=budget.c.count - 1))
                 return None
-            return int(result.inserted_primary_key[0])
+            return int(made[0])
 
     def set_used(self, suggestion_id: int, used: bool, note: str | None) -> dict[str, Any] | None:
         """Record whether the agent used the gesture. Not used: its value goes back to the
