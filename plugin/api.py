@@ -112,6 +112,13 @@ def healthz():
     return jsonify({"status": "ok"})
 
 
+@bp.get("/openapi.json")
+def openapi():
+    from .openapi import SPEC
+
+    return jsonify(SPEC)
+
+
 @bp.get("/readyz")
 def readyz():
     clout = current_app.extensions["clout"]
