@@ -408,6 +408,23 @@ def optout(customer_id: str, undo: bool) -> None:
         rt.close(grace=1.0)
 
 
+@cli.command("login-link")
+@click.option("--role", type=click.Choice(["admin", "agent"]), default="admin", show_default=True)
+@click.option("--url", "base_url", default="http://127.0.0.1:5000", show_default=True,
+              help="Where `clout run` / `clout web` serves, as the browser reaches it.")
+def login_link_command(role: str, base_url: str) -> None:
+    """Print a one-time login link to the pages of a running Clout (same settings and secrets)."""
+    from .pages.auth import login_link
+
+    settings = _load()
+    try:
+        link = login_link(settings, base_url, role=role)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(link)
+    click.echo(f"(works once, for {settings.config.pages.login_link_minutes} min)", err=True)
+
+
 @cli.group()
 def weights() -> None:
     """Check or preview a config file's ranking weights before putting it in force."""

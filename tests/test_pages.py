@@ -494,3 +494,29 @@ def test_webhooks_and_the_api_open_no_session_but_the_pages_do(app):
         from flask import request
 
         assert not isinstance(iface.open_session(app, request), NullSession)
+
+
+def test_clout_login_link_prints_a_link_the_running_app_accepts_once(runtime_with, monkeypatch):
+    """`clout login-link` is made from the same settings as the server's, in another process."""
+    from click.testing import CliRunner
+
+    from plugin.cli import cli
+    from plugin import create_app
+
+    admin = "A" * 40
+    rt = runtime_with({"CLOUT_ADMIN_TOKEN": admin})
+    app = create_app(runtime=rt)
+    env = {"CLOUT_ADMIN_TOKEN": admin, "CLOUT_API_TOKEN": TEST_TOKEN, "CLOUT_SESSION_SECRET": None}
+    result = CliRunner().invoke(cli, ["login-link", "--url", "http://localhost"], env=env)
+    assert result.exit_code == 0, result.output
+    link = result.output.strip().splitlines()[0]
+    assert link.startswith("http://localhost/pages/login/once?t=")
+    client = app.test_client()
+    page = client.get(link.removeprefix("http://localhost"))
+    assert page.status_code == 200
+    csrf = re.search(rb'name="csrf_token" value="([^"]+)"', page.data).group(1).decode()
+    token = re.search(rb'name="t" value="([^"]+)"', page.data).group(1).decode()
+    assert client.post("/pages/login/once", data={"csrf_token": csrf, "t": token}).status_code == 303
+    assert client.get("/pages/admin/weights").status_code == 200
+    no_admin = CliRunner().invoke(cli, ["login-link"], env={**env, "CLOUT_ADMIN_TOKEN": None})
+    assert no_admin.exit_code == 1 and "CLOUT_ADMIN_TOKEN is not set" in no_admin.output
