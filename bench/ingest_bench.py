@@ -318,6 +318,7 @@ def run_python(port: int, requests_file: Path, duration: int, connections: int) 
 def fsync_probe(directory: Path, count: int = 200) -> dict:
     """p50/p90 of appending ~700 bytes + fdatasync in `directory`: what `appendfsync always`
     costs each accepted webhook on this disk right now (the floor pays none of it)."""
+    directory.mkdir(parents=True, exist_ok=True)  # with REDIS_URL no embedded server made it
     path = directory / "fsync-probe.bin"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     times = []
