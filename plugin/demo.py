@@ -346,25 +346,32 @@ def _social_act(rt: Any, base_url: str, settings: Settings, run_id: str, timeout
         raise DemoFailed(f"/webhooks/social answered {bad[0].get('http_status')}: {bad[0]}")
     click.echo(f"Posted {len(answers)} social mentions to /webhooks/social (all 202).")
     ms = mention_store(rt)
+    # Only this run's mentions: a store used before (a shared database) holds others.
+    ids = [int(a["mention_id"]) for a in answers if a.get("mention_id") is not None]
     deadline = time.monotonic() + timeout
     while True:
-        feed = ms.feed(limit=50, complaints_only=False)
-        done = [m for m in feed if m.get("escalation")]
+        ours = [m for m in (ms.get(i) for i in ids) if m is not None]
+        done = [m for m in ours if m.get("escalation")]
         events = [f"social-{m['id']}" for m in done if m["escalation"] in ("raised", "opened")]
-        if len(done) >= len(answers) and len(rt.store.decided_events(events)) == len(events):
+        if len(done) == len(ids) and len(rt.store.decided_events(events)) == len(events):
             break
         if time.monotonic() > deadline:
             raise DemoFailed(f"the social mentions were not all handled after {timeout:.0f} s. "
                              f"Worker log: {worker_log}")
         time.sleep(0.1)
-    loud = next((m for m in feed if m.get("is_complaint")), None)
+    complaints = [m for m in ours if m.get("is_complaint")]
+    loud = max(complaints, key=lambda m: (m.get("influence") or 0) * (m.get("complaint") or 0),
+               default=None)
     if loud is not None:
-        who = (loud.get("customer") or {}).get("name") or f"@{loud.get('handle') or loud.get('author')}"
+        customer = (rt.store.get_customers([loud["customer_id"]]).get(loud["customer_id"])
+                    if loud.get("customer_id") else None)
+        who = customer.name if customer is not None and customer.name else \
+            f"@{loud.get('handle') or loud.get('author')}"
         click.echo(f"  Loudest complaint: {who} on {loud['network']} "
                    f"(influence {loud.get('influence') or 0:.0f}, complaint {loud['complaint']:.2f})"
                    + (f" -> ticket {loud['ticket_id']} {loud['escalation']}" if loud.get("ticket_id")
                       else ""))
-        goodwill = loud.get("goodwill")
+        goodwill = ms.suggestion_for_mention(loud["id"])
         if goodwill:
             click.echo(f"  Suggested gesture on its ticket: {goodwill.get('label') or goodwill.get('gesture')}")
 

@@ -21,7 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUT_")}
-    env.pop("REDIS_URL", None)  # these tests are about the embedded default
+    # These tests are about the embedded defaults (and a shared database would hand the
+    # demo whatever other tests left in it).
+    env.pop("REDIS_URL", None)
+    env.pop("DATABASE_URL", None)
     env.update({"CLOUT_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT), **extra})
     return env
 
