@@ -36,22 +36,10 @@ def _state() -> Any:
     return current_app.extensions["clout"]
 
 
-def _body(limit: int) -> bytes | None:
-    """The raw body, or None when over `limit`; raises ValueError when it can't be read."""
-    if request.content_length is not None and request.content_length > limit:
-        return None
-    try:
-        body = request.stream.read(limit + 1)
-    except Exception as exc:  # malformed chunking or a vanished client: theirs, not ours
-        raise ValueError(type(exc).__name__) from None
-    if request.content_length is not None and len(body) < request.content_length:
-        raise ValueError("body shorter than its Content-Length")
-    return None if len(body) > limit else body
-
-
 @bp.post("/webhooks/social")
 def receive_mention():
     from webhooks.base import PayloadError, SignatureError, WebhookRequest
+    from webhooks.blueprint import UnreadableBody, read_body
     from webhooks.social import parse_mention, verify
 
     from .mention_jobs import enqueue_mention
@@ -63,8 +51,8 @@ def receive_mention():
         return _error(404, "unknown_source", "no enabled webhook source named 'social'")
     limit = settings.config.webhooks.max_body_bytes
     try:
-        body = _body(limit)
-    except ValueError:
+        body = read_body(limit)
+    except UnreadableBody:
         return _error(400, "unreadable_body", "the request body could not be read (malformed "
                       "chunked encoding, or shorter than its Content-Length)")
     if body is None:

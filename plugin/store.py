@@ -191,6 +191,12 @@ influence_history = sa.Table(
 )
 
 
+# The queue's order, wherever it is shown (the API, the pages): tier first, because the
+# fairness guard can lift a low-scoring ticket that has waited too long; then score, age.
+QUEUE_ORDER = (tickets.c.tier_rank.asc(), tickets.c.score.desc(), tickets.c.created_at.asc(),
+               tickets.c.id.asc())
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
@@ -1253,8 +1259,7 @@ class Store:
         query = (
             self._view_query()
             .where(tickets.c.status == "open")
-            .order_by(tickets.c.tier_rank.asc(), tickets.c.score.desc(),
-                      tickets.c.created_at.asc(), tickets.c.id.asc())
+            .order_by(*QUEUE_ORDER)
             .limit(limit)
             .offset(offset)
         )

@@ -8,27 +8,16 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 
 import redis as redis_lib
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from conftest import TEST_SECRET, load_fixture, standard_webhook_headers
-from plugin.inbox import drain, drain_flag_key, inbox_key
+from conftest import TEST_SECRET, standard_webhook_headers
+from plugin.inbox import drain, drain_flag_key
 from plugin.intake import Intake, event_json, seen_key
+from test_webhook_generic import _event, _inbox
 from webhooks.event import CustomerFacts, TicketEvent
-
-
-def _event(**overrides):
-    payload = load_fixture("generic", "ticket_created__full")
-    payload["event_id"] = f"evt_{uuid.uuid4().hex}"
-    payload.update(overrides)
-    return payload
-
-
-def _inbox(runtime) -> list[dict]:
-    return [json.loads(raw) for raw in runtime.redis.lrange(inbox_key(runtime.settings), 0, -1)]
 
 
 def _drain_jobs(runtime) -> list[str]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 import pytest
 
 from conftest import auth, work
 from social_search_servers import BlueskySearchServer, MastodonSearchServer
+from test_mentions import make  # noqa: F401  (the fixture this file builds on)
 
 
 def _ago(minutes: float) -> str:
@@ -25,28 +25,21 @@ def servers():
 
 
 @pytest.fixture()
-def polling(runtime_with, servers):
-    from plugin import bundled, create_app
-    from plugin.demo import load_customers
-
+def polling(make, servers):
+    """`make` (tests/test_mentions.py) with the poller pointed at the local search servers."""
     bsky, masto = servers
-    endpoints = json.dumps({"bluesky": bsky.url, "mastodon": masto.url})
+    endpoints = {"bluesky": bsky.url, "mastodon": masto.url}
 
     def build(**env: str):
-        rt = runtime_with({
+        return make(**{
             "CLOUT_SOCIAL__BRAND_TERMS": '["Harbour View"]',
             "CLOUT_SOCIAL__MASTODON_INSTANCES": f'["{masto.host}"]',
             "CLOUT_SOCIAL__POLL_INTERVAL_SECONDS": "60",
             "CLOUT_INFLUENCE__ENDPOINTS": "{" + ", ".join(
-                f'{k} = "{v}"' for k, v in json.loads(endpoints).items()) + "}",
+                f'{k} = "{v}"' for k, v in endpoints.items()) + "}",
             "CLOUT_INFLUENCE__MAX_WAIT_SECONDS": "3",
             "CLOUT_INFLUENCE__MAX_RETRIES": "1",
             **env})
-        rt.store.upsert_customers(load_customers(bundled.config_dir() / "demo" / "customers.json",
-                                                 dt.date.today()))
-        app = create_app(runtime=rt)
-        app.config["TESTING"] = True
-        return rt, app.test_client()
 
     return build
 

@@ -23,6 +23,8 @@ event types Clout doesn't act on (answered 200 so the desk stops retrying).
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol
 
@@ -97,6 +99,20 @@ class SignatureError(WebhookError):
 
 class PayloadError(WebhookError):
     """The body is not what this desk sends."""
+
+
+def json_object(body: bytes, shape: str) -> dict[str, Any]:
+    """The body as a JSON object, or `PayloadError` (400) saying why not; `shape` tells the
+    sender what object was expected."""
+    try:
+        data: Any = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PayloadError(f"body is not valid JSON: {exc}") from None
+    except (ValueError, RecursionError):  # absurd nesting or a 4,300+ digit number
+        raise PayloadError("body is not valid JSON: nested too deeply or a number too long") from None
+    if not isinstance(data, dict):
+        raise PayloadError(f"body must be a JSON object {shape}")
+    return data
 
 
 class WebhookSource(Protocol):

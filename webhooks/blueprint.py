@@ -34,7 +34,7 @@ class UnreadableBody(Exception):
     """The client sent a body that can't be read (bad chunking, cut short, gone)."""
 
 
-def _read_body(limit: int) -> bytes | None:
+def read_body(limit: int) -> bytes | None:
     """The raw body, or None when it is over `limit` (read at most limit+1 bytes).
 
     Raises `UnreadableBody` for a body the server can't decode: each server reports
@@ -79,7 +79,7 @@ def receive(source: str):
 
     limit = settings.config.webhooks.max_body_bytes
     try:
-        body = _read_body(limit)
+        body = read_body(limit)
     except UnreadableBody as exc:
         log.info("unreadable %s webhook body from %s (%s): answered 400", source,
                  request.remote_addr, exc)

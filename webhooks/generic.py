@@ -19,14 +19,13 @@ import datetime as dt
 import functools
 import hashlib
 import hmac
-import json
 import re
 from typing import Annotated, Any
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat,
                       StrictInt, StrictStr, ValidationError)
 
-from .base import Parsed, PayloadError, SignatureError, WebhookRequest
+from .base import Parsed, PayloadError, SignatureError, WebhookRequest, json_object
 from .event import CLOSED, OPEN, SOCIAL_NETWORKS, CustomerFacts, TicketEvent
 
 NAME = "generic"
@@ -242,14 +241,7 @@ def _details(exc: ValidationError) -> list[dict[str, str]]:
 
 def parse(request: WebhookRequest, *, desk: Any = None) -> Parsed:
     delivery_id = request.headers.get("webhook-id", "")
-    try:
-        data: Any = json.loads(request.body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadError(f"body is not valid JSON: {exc}") from None
-    except (ValueError, RecursionError):  # absurd nesting or a 4,300+ digit number
-        raise PayloadError("body is not valid JSON: nested too deeply or a number too long") from None
-    if not isinstance(data, dict):
-        raise PayloadError("body must be a JSON object (one event)")
+    data = json_object(request.body, "(one event)")
     try:
         event = _Event.model_validate(data)
     except ValidationError as exc:

@@ -23,17 +23,15 @@ the shape: handles are normalised and matched to customers in `plugin.mentions`
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
-from .base import PayloadError, WebhookRequest
+from .base import PayloadError, WebhookRequest, json_object
 from .event import SOCIAL_NETWORKS
-from .generic import Text, Timestamp, _details, secret_problem, sign, verify
+from .generic import Text, Timestamp, _details, _iso_utc, secret_problem, sign, verify
 
 NAME = "social"
 TYPES = ("mention.created", "mention.updated")
@@ -118,14 +116,7 @@ class ParsedMention:
 def parse_mention(request: WebhookRequest) -> ParsedMention:
     """The mention in a verified request; `PayloadError` (400) names each bad field."""
     delivery_id = request.headers.get("webhook-id", "")
-    try:
-        raw: Any = json.loads(request.body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadError(f"body is not valid JSON: {exc}") from None
-    except (ValueError, RecursionError):
-        raise PayloadError("body is not valid JSON: nested too deeply or a number too long") from None
-    if not isinstance(raw, dict):
-        raise PayloadError("body must be a JSON object: {type, timestamp, data}")
+    raw = json_object(request.body, "{type, timestamp, data}")
     try:
         envelope = _Envelope.model_validate(raw)
     except ValidationError as exc:
@@ -144,13 +135,9 @@ def parse_mention(request: WebhookRequest) -> ParsedMention:
         raise PayloadError("invalid mention: data.text: must not be empty")
     mention = Mention(
         network=data.network, author_handle=data.author.handle, author_name=data.author.name,
-        url=data.url, text=data.text, posted_at=_iso(data.posted_at), thread_url=data.thread_url,
+        url=data.url, text=data.text, posted_at=_iso_utc(data.posted_at), thread_url=data.thread_url,
         in_reply_to_url=data.in_reply_to_url, brand_term=data.brand_term)
     return ParsedMention(delivery_id, mention=mention)
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value is not None else None
 
 
 def _invalid(exc: ValidationError, prefix: str = "") -> PayloadError:

@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..store import Store, customers, decisions, influence_history, tickets
+from ..store import QUEUE_ORDER, Store, customers, decisions, influence_history, tickets
 
 
 def _decision_cols() -> list[Any]:
@@ -45,8 +45,7 @@ def queue_page(store: Store, *, flag: str | None = None, tier: str | None = None
                        tickets.c.customer_id, tickets.c.created_at, tickets.c.desk_priority,
                        customers.c.name.label("customer_name"), *_decision_cols())
              .select_from(joined).where(*where)
-             .order_by(tickets.c.tier_rank.asc(), tickets.c.score.desc(),
-                       tickets.c.created_at.asc(), tickets.c.id.asc())
+             .order_by(*QUEUE_ORDER)
              .limit(limit).offset(offset))
     count = sa.select(sa.func.count()).select_from(joined).where(*where)
     with store.engine.connect() as conn:
