@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test run bench crash-table clean install browser-deps
+.PHONY: demo test run bench bench-deps crash-table clean install browser-deps
 
 install: $(STAMP)
 
@@ -45,7 +45,22 @@ browser-deps: $(STAMP)
 run: $(STAMP)
 	$(BIN)/clout run
 
-bench: $(STAMP)
+# bench/ingest_bench.py drives the webhook with wrk (Debian's `wrk`) when it is installed, and with
+# a bounded multi-process Python generator otherwise. Installed here when missing and root.
+bench-deps:
+	@if ! command -v wrk >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing wrk for bench/ingest_bench.py (apt-get)"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y --no-install-recommends wrk >/dev/null 2>&1 || \
+	    { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends wrk >/dev/null 2>&1; } || \
+	    echo "NOTE: could not install wrk: ingest_bench uses its Python load generator" >&2; \
+	  else \
+	    echo "NOTE: wrk is not installed ('sudo apt-get install wrk'): ingest_bench uses its Python load generator" >&2; \
+	  fi; \
+	fi
+
+bench: $(STAMP) bench-deps
 	$(BIN)/python bench/bench_influence.py
 	$(BIN)/python bench/influence_calibration.py
 	$(BIN)/python bench/rank_bench.py

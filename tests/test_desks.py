@@ -366,6 +366,39 @@ def test_a_write_the_desk_already_has_is_not_sent_twice(acme):
     assert _decision_statuses(rt, "A-8") == ["written"]
 
 
+def test_a_desk_read_slower_than_a_third_of_the_lease_checks_the_lease_before_writing(acme,
+                                                                                     monkeypatch):
+    """A fresh claim is written without a renewal round trip; a desk read that takes longer
+    than a third of the lease renews first, and a write another worker holds by then is
+    left to it."""
+    rt, server = acme(CLOUT_DESKS__ACME__FLUSH_WINDOW_MS="60000", CLOUT_DELIVERY__LEASE_SECONDS="5")
+    for tid in ("A-9", "A-10"):
+        server.tickets[tid] = {"status": "open", "priority": "P3"}
+    _post(_client(rt), "acme", _event("A-9", "C-9"))
+    work(rt)
+    _window_passes(rt)
+    connector = rt.desk("acme")
+    read = connector.read_tickets
+
+    def slow_read(ids):
+        time.sleep(1.8)  # past a third of the 5 s lease
+        with rt.store.engine.begin() as conn:  # meanwhile another worker holds the write
+            conn.execute(writes_table.update().values(
+                lease_owner="other-worker", lease_until=utcnow() + dt.timedelta(seconds=60)))
+        return read(ids)
+
+    monkeypatch.setattr(connector, "read_tickets", slow_read)
+    assert flush(rt, "acme") == {}
+    assert server.writes_for("A-9") == []
+    monkeypatch.setattr(connector, "read_tickets", read)
+    with rt.store.engine.begin() as conn:  # the other worker died: its lease runs out
+        conn.execute(writes_table.update().values(lease_owner=None, lease_until=None))
+    started = time.monotonic()
+    assert flush(rt, "acme") == {"written": 1}
+    assert time.monotonic() - started < 5 / 3  # (so no renewal was needed)
+    assert len(server.writes_for("A-9")) == 1
+
+
 def test_a_flush_window_gathers_writes_into_few_calls(acme):
     from rq.registry import ScheduledJobRegistry
 

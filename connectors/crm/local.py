@@ -25,7 +25,9 @@ class GenericDeskSettings(DeskSettings):
 class LocalDesk:
     """Customers and tickets in Clout's own store."""
 
-    max_batch = 500
+    # No API between Clout and this desk: a whole batch (up to 10,000 events under a backlog)
+    # is read and written in one call of a few statements, not in passes of a few hundred.
+    max_batch = 10_000
 
     def __init__(self, store: Any, name: str = "generic") -> None:
         self._store = store

@@ -1,0 +1,138 @@
+"""Long key lists and whole batches bound as one value (`plugin.sql_lists`), on the real
+database (SQLite, or PostgreSQL with DATABASE_URL): same rows as the per-value forms,
+values that read back exactly as SQLAlchemy writes them, and the store's one-statement
+paths giving what the row-by-row statements gave."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+
+from connectors.crm.base import Decision
+from plugin.sql_lists import in_values, rows_relation
+from plugin.store import decisions, tickets
+
+NOW = dt.datetime(2026, 11, 30, 12, 0, 0, 123456, tzinfo=dt.timezone.utc)
+
+
+def _tickets(store, n: int, source: str = "generic") -> None:
+    with store.engine.begin() as conn:
+        conn.execute(tickets.insert(), [
+            {"source": source, "id": f"T-{i}", "customer_id": f"C-{i % 7}", "subject": "s",
+             "description": "", "status": "open", "updated_at": NOW, "decision_id": i,
+             "last_event_id": f"e-{i}"} for i in range(n)])
+
+
+def test_in_values_finds_what_in_finds(runtime):
+    store = runtime.store
+    _tickets(store, 3000)
+    wanted = [f"T-{i}" for i in range(0, 3000, 3)] + ["T-missing", "it's \"quoted\""]
+    numbers = list(range(5, 2500, 7))
+    with store.engine.connect() as conn:
+        def ids(clause):
+            return sorted(conn.execute(sa.select(tickets.c.id).where(clause)).scalars())
+
+        assert ids(in_values(tickets.c.id, wanted)) == ids(tickets.c.id.in_(wanted))
+        assert len(ids(in_values(tickets.c.id, wanted))) == 1000
+        assert ids(in_values(tickets.c.decision_id, numbers)) == ids(tickets.c.decision_id.in_(numbers))
+        assert ids(in_values(tickets.c.id, [])) == []
+        assert len(ids(~in_values(tickets.c.id, ["T-1", "T-2"]))) == 2998
+        # Composed with other conditions and under OR, as the store uses it.
+        either = sa.or_(sa.and_(tickets.c.source == "generic", in_values(tickets.c.id, ["T-1"])),
+                        sa.and_(tickets.c.source == "other", in_values(tickets.c.id, ["T-2"])))
+        assert ids(either) == ["T-1"]
+
+
+def test_in_values_keeps_the_primary_key_lookup_on_sqlite(runtime):
+    store = runtime.store
+    if store.engine.dialect.name != "sqlite":
+        return  # PostgreSQL plans `= ANY(array)` as an index condition (checked by EXPLAIN in review)
+    _tickets(store, 10)
+    seen: list = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        seen.append((statement, parameters))
+
+    sa.event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        with store.engine.connect() as conn:
+            conn.execute(sa.select(tickets.c.id).where(tickets.c.source == "generic",
+                                                       in_values(tickets.c.id, ["T-1", "T-2"])))
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", capture)
+    statement, parameters = seen[-1]
+    with store.engine.connect() as conn:
+        plan = " | ".join(r[-1] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement,
+                                                                parameters))
+    assert "SEARCH tickets USING" in plan and "id=?" in plan, plan
+    assert "SCAN tickets" not in plan, plan
+
+
+def test_rows_relation_values_read_back_as_sqlalchemy_writes_them(runtime):
+    store = runtime.store
+    _tickets(store, 10)
+    later = NOW + dt.timedelta(minutes=5)
+    with store.engine.begin() as conn:
+        v = rows_relation(conn, [("id", sa.String), ("score", sa.Float), ("flags", sa.JSON),
+                                 ("at", sa.DateTime(timezone=True)), ("reason", sa.Text),
+                                 ("rank", sa.Integer)],
+                          [["T-1", 0.25, ["VIP", "RENEWAL_SOON"], later, "it's \"urgent\"\n", 0],
+                           ["T-2", 1.0, [], None, None, None]])
+        changed = conn.execute(tickets.update()
+                               .where(tickets.c.source == "generic", tickets.c.id == v.c.id)
+                               .values(score=v.c.score, desk_flags=v.c.flags,
+                                       clout_written_at=v.c.at, desk_reason=v.c.reason,
+                                       tier_rank=v.c.rank)).rowcount
+    assert changed == 2
+    with store.engine.connect() as conn:
+        one, two = conn.execute(sa.select(tickets).where(tickets.c.id.in_(["T-1", "T-2"]))
+                                .order_by(tickets.c.id)).all()
+        # A time bound through SQLAlchemy compares equal to the one written through JSON.
+        assert conn.execute(sa.select(sa.func.count()).select_from(tickets)
+                            .where(tickets.c.clout_written_at == later)).scalar() == 1
+        assert conn.execute(sa.select(sa.func.count()).select_from(tickets)
+                            .where(tickets.c.clout_written_at > NOW)).scalar() == 1
+    assert one.score == 0.25 and one.desk_flags == ["VIP", "RENEWAL_SOON"]
+    assert one.desk_reason == "it's \"urgent\"\n" and one.tier_rank == 0
+    written = one.clout_written_at
+    assert (written if written.tzinfo else written.replace(tzinfo=dt.timezone.utc)) == later
+    assert two.desk_flags == [] and two.clout_written_at is None and two.desk_reason is None
+
+
+def _decision(ticket: str, decision_id: str = "", event: str = "e", priority: str = "High") -> Decision:
+    return Decision(source="generic", ticket_id=ticket, customer_id="C-1", tier="high",
+                    priority=priority, score=0.5, flags=("VIP",), reason="why", components={},
+                    weights_version="w1", decided_at="2026-11-30T12:00:00Z", event_id=event,
+                    id=decision_id)
+
+
+def test_local_desk_write_of_one_batch_keeps_the_newest_decision_per_ticket(runtime):
+    store = runtime.store
+    _tickets(store, 3)
+    written = store.write_local_desk("generic", [
+        _decision("T-1", "7", priority="Urgent"), _decision("T-1", "5", priority="Low"),
+        _decision("T-2", "9")])
+    assert sorted(written) == ["T-1", "T-2"]  # T-1's 5 is older than its 7: not shown
+    view = store.local_desk_view("generic", ["T-1", "T-2"])
+    assert view["T-1"]["clout_decision"] == "7" and view["T-1"]["priority"] == "Urgent"
+    assert view["T-2"]["clout_decision"] == "9"
+    # An older decision later is refused by the same statement (the desk shows a newer one).
+    assert store.write_local_desk("generic", [_decision("T-1", "6")]) == []
+
+
+def test_recording_two_decisions_for_one_ticket_and_event_keeps_both(runtime):
+    store = runtime.store
+    store.upsert_tickets([{"source": "generic", "id": "T-9", "customer_id": "C-1", "subject": "s",
+                           "description": "", "created_at": "2026-11-30T10:00:00Z",
+                           "last_event_id": "e-9", "last_event_at": "2026-11-30T11:00:00Z"}])
+    first, second = _decision("T-9", event="e-9"), _decision("T-9", event="e-9", priority="Low")
+    out = store.record_decisions([first, second])
+    assert out is not None and len({d.id for d in out}) == 2
+    assert [d.priority for d in out] == ["High", "Low"]  # ids follow the input order
+    with store.engine.connect() as conn:
+        stored = dict(conn.execute(sa.select(decisions.c.id, decisions.c.priority)).all())
+        current = conn.execute(sa.select(tickets.c.decision_id)
+                               .where(tickets.c.id == "T-9")).scalar_one()
+    assert {str(k): v for k, v in stored.items()} == {d.id: d.priority for d in out}
+    assert str(current) == out[1].id  # as before: the later of the two answers the event last
