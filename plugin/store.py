@@ -4,6 +4,11 @@ SQLAlchemy Core on `DATABASE_URL` (PostgreSQL in production) or a SQLite file
 under the data dir. Writes are batched per job, and upserts use each dialect's
 native ON CONFLICT so web and worker processes can write concurrently without
 read-modify-write races.
+
+A worker batch is thousands of rows, so the hot statements take the batch as one
+bound value (`plugin.sql_lists`): key lists as `= ANY(array)` / `json_each`, and
+row sets joined in by `UPDATE ... FROM` (and, on PostgreSQL, `INSERT ... SELECT`),
+instead of a placeholder per value or a parameter set per row.
 """
 
 from __future__ import annotations

@@ -198,11 +198,18 @@ def no_script_ran(driver, page: str = "") -> None:
     assert problems == [], f"{page}: put styles and scripts in static files: {problems}"
 
 
-def queue_ids(driver) -> list[str]:
-    # Read in one script: live refresh may swap the table between two WebDriver calls.
-    return driver.execute_script(
-        "return Array.from(document.querySelectorAll('#live tr[data-ticket]'))"
-        ".map(function (tr) { return tr.getAttribute('data-ticket'); });")
+def queue_ids(driver, wait: float = 5.0) -> list[str]:
+    # Read in one script: live refresh may swap the table between two WebDriver calls. An
+    # empty read is looked at again for a moment: caught mid-swap on a busy machine, the
+    # table was momentarily empty (seen once in a full PostgreSQL run).
+    deadline = time.monotonic() + wait
+    while True:
+        ids = driver.execute_script(
+            "return Array.from(document.querySelectorAll('#live tr[data-ticket]'))"
+            ".map(function (tr) { return tr.getAttribute('data-ticket'); });")
+        if ids or time.monotonic() > deadline:
+            return ids
+        time.sleep(0.1)
 
 
 def texts(driver, css: str) -> set[str]:
