@@ -304,6 +304,21 @@ def test_values_the_store_cannot_hold_are_400(post_generic, runtime, mutate, fie
     _assert_nothing_queued(runtime)
 
 
+@pytest.mark.parametrize("escape", [b"\\ud800", b"\\uDFFF", b"x\\udc00y"])
+def test_half_a_surrogate_pair_is_400_and_nothing_is_queued(post_generic, runtime, escape):
+    """JSON can spell a lone UTF-16 surrogate; no database can store the string Python makes
+    of it. Refused at the door (a whole batch would fail on it later)."""
+    body = json.dumps(_event()).encode().replace(b'"subject": "', b'"subject": "' + escape, 1)
+    assert escape in body
+    resp = post_generic(body)
+    assert resp.status_code == 400, resp.get_data(as_text=True)
+    assert resp.get_json()["error"] == "bad_payload" and "surrogate" in resp.get_json()["message"]
+    _assert_nothing_queued(runtime)
+    # A whole pair (an emoji) is fine.
+    ok = json.dumps(_event()).encode().replace(b'"subject": "', b'"subject": "\\ud83d\\ude00', 1)
+    assert post_generic(ok).status_code == 202
+
+
 @pytest.mark.parametrize("number", [b"1e400", b"NaN", b"Infinity", b"-Infinity"])
 def test_non_finite_numbers_are_refused(post_generic, runtime, number):
     body = json.dumps(_event()).encode().replace(b"1250.5", number)

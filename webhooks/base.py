@@ -24,6 +24,7 @@ event types Clout doesn't act on (answered 200 so the desk stops retrying).
 from __future__ import annotations
 
 import json
+import re
 
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol
@@ -112,7 +113,33 @@ def json_object(body: bytes, shape: str) -> dict[str, Any]:
         raise PayloadError("body is not valid JSON: nested too deeply or a number too long") from None
     if not isinstance(data, dict):
         raise PayloadError(f"body must be a JSON object {shape}")
+    # JSON may spell half of a UTF-16 surrogate pair ("\ud800") and Python decodes it into
+    # a string no database can store: refused here, not by a failing batch later. Only
+    # bodies with such an escape are walked.
+    if _SURROGATE_ESCAPE.search(body) and _has_lone_surrogate(data):
+        raise PayloadError("body is not valid JSON text: it escapes half of a UTF-16 "
+                           "surrogate pair (\\ud800-\\udfff without its partner)")
     return data
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(data: Any) -> bool:
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 class WebhookSource(Protocol):
