@@ -1,4 +1,7 @@
-"""`column IN (a long list)` as ONE bound value, on PostgreSQL and on SQLite.
+"""A worker batch's keys and rows as ONE bound value, on PostgreSQL and on SQLite.
+
+`in_values` is `column IN (a long list)`; `rows_relation` is a batch of rows to join in
+(`UPDATE ... FROM`, `INSERT ... SELECT`), below.
 
 SQLAlchemy's `column.in_(values)` renders one placeholder per value. A worker batch
 asks for thousands of keys in each of ~20 statements, and profiling a 5,000-event
@@ -76,7 +79,8 @@ def _json_each(element: InValues, compiler: Any, **kw: Any) -> str:
 
 @compiles(InValues, "postgresql")
 def _any_array(element: InValues, compiler: Any, **kw: Any) -> str:
-    return f"{compiler.process(element.column, **kw)} = ANY({compiler.process(element.values, **kw)})"
+    column, values = compiler.process(element.column, **kw), compiler.process(element.values, **kw)
+    return f"{column} = ANY({values})"
 
 
 # -- many rows as one bound value ------------------------------------------------------------
@@ -134,14 +138,16 @@ def rows_relation(conn: Any, columns: Sequence[tuple[str, Any]], rows: Iterable[
         def pick(i: int, type_: Any) -> Any:
             if isinstance(type_, sa.String) and type_.length:
                 type_ = type(type_)()  # a cast to VARCHAR(n) would cut a long value silently
+            index = sa.literal_column(str(i))
             if isinstance(type_, sa.JSON):
-                return sa.cast(src.c.value.op("->", return_type=postgresql.JSONB)(sa.literal_column(str(i))), type_)
-            return sa.cast(src.c.value.op("->>", return_type=sa.Text)(sa.literal_column(str(i))), type_)
+                return sa.cast(src.c.value.op("->", return_type=postgresql.JSONB)(index), type_)
+            return sa.cast(src.c.value.op("->>", return_type=sa.Text)(index), type_)
     else:
         src = sa.func.json_each(sa.bindparam(None, payload, type_=sa.Text)).table_valued(
             "value").alias(f"{name}_src")
 
         def pick(i: int, type_: Any) -> Any:
-            return sa.type_coerce(sa.func.json_extract(src.c.value, sa.literal_column(f"'$[{i}]'")), type_)
+            path = sa.literal_column(f"'$[{i}]'")
+            return sa.type_coerce(sa.func.json_extract(src.c.value, path), type_)
     return sa.select(*[pick(i, type_).label(col) for i, (col, type_) in enumerate(columns)]
                      ).select_from(src).subquery(name)

@@ -450,7 +450,8 @@ class Store:
                         earliest[key] = r[col]
             if not earliest:
                 continue
-            v = rows_relation(conn, [*((k, table.c[k].type) for k in keys), ("v", table.c[col].type)],
+            v = rows_relation(conn, [*((k, table.c[k].type) for k in keys),
+                                     ("v", table.c[col].type)],
                               [[*key, value] for key, value in sorted(earliest.items())])
             conn.execute(table.update()
                          .where(*(table.c[k] == v.c[k] for k in keys))
@@ -555,7 +556,8 @@ class Store:
         if not ids:
             return {}
         with self.engine.connect() as conn:
-            result = conn.execute(sa.select(customers).where(in_values(customers.c.id, list(set(ids)))))
+            result = conn.execute(sa.select(customers)
+                                  .where(in_values(customers.c.id, sorted(set(ids)))))
             return {
                 row.id: Customer(
                     id=row.id, name=row.name, email=row.email, handles=dict(row.handles or {}),
@@ -663,7 +665,8 @@ class Store:
             return 0
         with self.engine.begin() as conn:
             return conn.execute(events.update()
-                                .where(in_values(events.c.id, list(ids)), events.c.lease_owner == owner,
+                                .where(in_values(events.c.id, list(ids)),
+                                       events.c.lease_owner == owner,
                                        events.c.state == "pending")
                                 .values(lease_until=utcnow() + dt.timedelta(seconds=lease_seconds))
                                 ).rowcount or 0
@@ -723,7 +726,8 @@ class Store:
             if refund:
                 return 0
             parked = conn.execute(
-                events.update().where(in_values(events.c.id, list(ids)), events.c.state == "pending",
+                events.update().where(in_values(events.c.id, list(ids)),
+                                      events.c.state == "pending",
                                       events.c.lease_owner.is_(None),
                                       events.c.attempts >= max_attempts)
                 .values(state="failed", updated_at=now))
@@ -1005,7 +1009,8 @@ class Store:
         now = utcnow()
         with self.engine.begin() as conn:
             conn.execute(writes.update()
-                         .where(in_values(writes.c.id, list(write_ids)), writes.c.lease_owner == owner,
+                         .where(in_values(writes.c.id, list(write_ids)),
+                                writes.c.lease_owner == owner,
                                 writes.c.lease_until > now)
                          .values(lease_until=now + dt.timedelta(seconds=lease_seconds)))
             return {r[0] for r in conn.execute(
@@ -1043,7 +1048,8 @@ class Store:
                 for source, group in _by_source(o for o in settled if o.status == "closed"):
                     conn.execute(tickets.update()
                                  .where(tickets.c.source == source,
-                                        in_values(tickets.c.id, sorted({o.ticket_id for o in group})),
+                                        in_values(tickets.c.id,
+                                                  sorted({o.ticket_id for o in group})),
                                         in_values(tickets.c.decision_id,
                                                   sorted({o.decision_id for o in group})))
                                  .values(status="closed"))
