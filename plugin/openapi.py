@@ -25,6 +25,13 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): _json(_ERROR, words[c]) for c in codes}
 
 
+def _page(key: str, schema: str, description: str) -> dict[str, Any]:
+    """A paged list answer: `{key: [schema...], limit, offset}`."""
+    return _json({"type": "object", "properties": {
+        key: {"type": "array", "items": {"$ref": f"#/components/schemas/{schema}"}},
+        "limit": {"type": "integer"}, "offset": {"type": "integer"}}}, description)
+
+
 _BEARER = [{"bearer": []}]
 _PAGING = [
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
@@ -129,10 +136,8 @@ SPEC: dict[str, Any] = {
         "/api/queue": {"get": {
             "summary": "Open decided tickets, by tier then score", "security": _BEARER,
             "parameters": _PAGING,
-            "responses": {"200": _json({"type": "object", "properties": {
-                "tickets": {"type": "array", "items": {"$ref": "#/components/schemas/Decision"}},
-                "limit": {"type": "integer"}, "offset": {"type": "integer"}}},
-                "one page of the queue"), **_errors(400, 401, 503)}}},
+            "responses": {"200": _page("tickets", "Decision", "one page of the queue"),
+                          **_errors(400, 401, 503)}}},
         "/api/customers/{customer_id}/opt-out": {"post": {
             "summary": "Stop (or allow again) profiling a customer", "security": _BEARER,
             "parameters": [{"name": "customer_id", "in": "path", "required": True,
@@ -148,10 +153,8 @@ SPEC: dict[str, Any] = {
             "parameters": [*_PAGING, {"name": "complaints", "in": "query",
                                       "schema": {"type": "string"},
                                       "description": "1: complaints only"}],
-            "responses": {"200": _json({"type": "object", "properties": {
-                "mentions": {"type": "array", "items": {"$ref": "#/components/schemas/Mention"}},
-                "limit": {"type": "integer"}, "offset": {"type": "integer"}}},
-                "one page of the feed"), **_errors(400, 401, 503)}}},
+            "responses": {"200": _page("mentions", "Mention", "one page of the feed"),
+                          **_errors(400, 401, 503)}}},
         "/api/prospects": {"get": {
             "summary": "Authors who are not customers, by influence", "security": _BEARER,
             "parameters": [_PAGING[0]],

@@ -831,7 +831,7 @@ class Store:
         parses anew each time (profiled: 150 us a row, a fifth of a batch's time), and on
         SQLite it runs one INSERT per row. Instead PostgreSQL hands out the ids from the
         table's own sequence first (safe with any number of writers), and the rows are
-        inserted with them by one pipelined executemany. On SQLite the rows are matched
+        inserted with them in one statement (`_insert_many`). On SQLite the rows are matched
         back to their ids by (source, ticket, event), unique within a batch (one decision
         per ticket); a batch where it is not takes the row-by-row path.
         """
