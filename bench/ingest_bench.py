@@ -9,6 +9,10 @@ Two apps, served identically (`gunicorn -k sync -w 2` on 127.0.0.1, a free port 
   never short-circuits and every one goes through verify -> parse -> Redis -> 202.
 - **floor**: a Flask app whose one POST view only parses the JSON body
   (`request.get_json()`) and answers 202 JSON: what any Flask webhook costs at least.
+- **durable** (not part of the ratio): the floor plus one Lua script on the same Redis that
+  remembers the delivery id and pushes the body, as Clout's intake does in one round trip.
+  It shows what durability alone costs: with `appendfsync always`, its ratio to the floor is
+  the ceiling for any intake that answers 202 only once the event is on disk.
 
 Load comes from a separate process on loopback: `wrk` (1 thread, 16 connections,
 `--duration` seconds per round), replaying pre-generated raw requests from a file
@@ -74,6 +78,33 @@ app = Flask("floor")
 @app.post("/webhooks/<source>")
 def receive(source):
     body = request.get_json()
+    return jsonify({"status": "queued", "keys": len(body)}), 202
+'''
+
+DURABLE_APP = '''\
+"""The floor plus one durable Redis write: parse the JSON body, then push it and remember its
+delivery id in one script on the same Redis Clout uses (with appendfsync always, the answer
+waits for the fsync). Every request writes (the request file is cycled), as every one of
+Clout's unique deliveries does. What any design that makes a webhook durable before its 202 costs at least.
+"""
+import os
+
+import redis
+from flask import Flask, jsonify, request
+
+app = Flask("durable_floor")
+path = os.environ.get("BENCH_REDIS_SOCKET")
+client = (redis.Redis(unix_socket_path=path) if path
+          else redis.Redis.from_url(os.environ["BENCH_REDIS_URL"]))
+push = client.register_script(
+    "redis.call('SET', KEYS[1], '1', 'EX', 600) redis.call('RPUSH', KEYS[2], ARGV[1]) return 1")
+
+
+@app.post("/webhooks/<source>")
+def receive(source):
+    body = request.get_json()
+    push(keys=["bench-durable:seen:" + request.headers.get("webhook-id", ""), "bench-durable:inbox"],
+         args=[request.get_data()])
     return jsonify({"status": "queued", "keys": len(body)}), 202
 '''
 
@@ -401,11 +432,18 @@ def main() -> None:
     procs: list[subprocess.Popen] = []
     rounds: list[dict] = []
     try:
-        ports = {"floor": free_port(), "clout": free_port()}
-        for name, app in (("floor", "floor_app:app"), ("clout", "plugin:create_app()")):
+        (tmp / "durable_app.py").write_text(DURABLE_APP)
+        pool_args = handle.client.connection_pool.connection_kwargs
+        if os.environ.get("REDIS_URL"):
+            env["BENCH_REDIS_URL"] = os.environ["REDIS_URL"]
+        else:
+            env["BENCH_REDIS_SOCKET"] = str(pool_args["path"])
+        ports = {"floor": free_port(), "durable": free_port(), "clout": free_port()}
+        for name, app in (("floor", "floor_app:app"), ("durable", "durable_app:app"),
+                          ("clout", "plugin:create_app()")):
             procs.append(gunicorn(app, ports[name], env, tmp, tmp / f"{name}.log", args.workers,
                                   args.worker_class, args.threads))
-        for name, proc in zip(("floor", "clout"), procs):
+        for name, proc in zip(ports, procs):
             wait_up(ports[name], proc)
         key = base64.b64decode(SECRET.removeprefix("whsec_"))
         now = time.time()
@@ -424,7 +462,7 @@ def main() -> None:
               f"redis: {'REDIS_URL' if os.environ.get('REDIS_URL') else 'embedded'} "
               f"(appendfsync {settings.config.service.embedded_redis_fsync})")
         for r in range(args.rounds):
-            for name in ("floor", "clout"):
+            for name in ports:
                 if name == "clout":
                     req_file = tmp / f"clout-{r}.req"
                     write_requests(req_file, f"r{r}", per_round)  # fresh, unique, freshly signed
@@ -450,6 +488,7 @@ def main() -> None:
     finally:
         for proc in procs:
             stop(proc)
+        handle.client.delete("bench-durable:inbox")
         handle.close()
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -459,12 +498,19 @@ def main() -> None:
 
     floor_rps, clout_rps = med("floor", "rps"), med("clout", "rps")
     ratio = clout_rps / floor_rps if floor_rps else 0.0
+    durable_rps = med("durable", "rps")
+    durable_ratio = durable_rps / floor_rps if floor_rps else 0.0
+    by_round = {(r["app"], r["round"]): r["rps"] for r in rounds}
     bad = {r["app"] + str(r["round"]): {k: v for k, v in r["statuses"].items() if k != "202"}
            for r in rounds if set(r["statuses"]) - {"202"}}
     print(f"floor  median {floor_rps:8,.0f} req/s  p99 {med('floor', 'p99_ms'):6.1f} ms")
+    print(f"durable median {durable_rps:7,.0f} req/s  p99 {med('durable', 'p99_ms'):6.1f} ms  "
+          f"(floor + one durable Redis write: {durable_ratio:.2f} of the floor, the ceiling)")
     print(f"clout  median {clout_rps:8,.0f} req/s  p99 {med('clout', 'p99_ms'):6.1f} ms")
     print(f"ratio  {ratio:.2f} (target >= 0.70)   per round: "
-          + ", ".join(f"{c['rps'] / f['rps']:.2f}" for f, c in zip(rounds[::2], rounds[1::2])))
+          + ", ".join(f"{by_round[('clout', n)] / by_round[('floor', n)]:.2f}"
+                      for n in range(1, args.rounds + 1))
+          + f"   clout / durable floor: {clout_rps / durable_rps if durable_rps else 0:.2f}")
     print(f"redis check: {check['inbox_events']} events in the inbox for {check['accepted_202']} "
           f"answered 202, {check['inbox_unique']} unique, {check['seen_missing']} without a seen key, "
           f"{check['queued_jobs']} drain job(s) queued -> {'OK' if check['ok'] else 'FAILED'}")
@@ -477,6 +523,7 @@ def main() -> None:
         "bench": "ingest", "load": "wrk" if use_wrk else "python", "workers": args.workers,
         "connections": args.connections, "duration_s": args.duration, "rounds": args.rounds,
         "floor_rps": round(floor_rps), "clout_rps": round(clout_rps), "ratio": round(ratio, 3),
+        "durable_rps": round(durable_rps), "durable_ratio": round(durable_ratio, 3),
         "floor_p99_ms": round(med("floor", "p99_ms"), 1), "clout_p99_ms": round(med("clout", "p99_ms"), 1),
         "per_round": [{k: (round(v, 1) if isinstance(v, float) else v) for k, v in r.items()
                        if k in ("app", "round", "rps", "p50_ms", "p99_ms", "statuses")} for r in rounds],
