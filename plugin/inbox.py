@@ -19,12 +19,12 @@ a steady stream of webhooks abort every move.)
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 import redis
 
+from . import jsontext
 from .queues import DRAIN_INBOX, enqueue_events, get_queue, job_options
 from .settings import Settings
 
@@ -129,7 +129,7 @@ def batch_size_for(waiting: int, batch_size: int) -> int:
 
 
 def _ledger_row(raw: bytes) -> dict[str, Any]:
-    event = json.loads(raw)
+    event = jsontext.loads(raw)
     return {"source": event["source"], "event_id": event["event_id"],
             "ticket_id": event["ticket_id"], "occurred_at": event.get("occurred_at"),
             "payload": event}

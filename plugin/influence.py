@@ -36,6 +36,8 @@ from connectors.crm.base import Customer
 from connectors.social.base import InfluenceSource, NetworkMetrics
 from ranking.influence import MODEL_VERSION, metrics_frame, score_influence
 
+from . import jsontext
+
 log = logging.getLogger(__name__)
 NO_INFLUENCE = 1.0
 LOCK_SECONDS = 30  # a lookup holding a profile's lock longer than this is presumed dead
@@ -175,7 +177,7 @@ def lookup_influence(customers: Sequence[Customer], *, source: InfluenceSource,
     misses: list[Customer] = []
     for customer, raw in zip(with_handles, cached_values, strict=True):
         if raw:
-            entry = json.loads(raw)
+            entry = jsontext.loads(raw)
             entry["cached"] = True
             result[customer.id] = entry
         else:
@@ -228,7 +230,7 @@ def lookup_influence(customers: Sequence[Customer], *, source: InfluenceSource,
         if ttl > 0:
             # A score missing a network that may come back soon is kept briefly only.
             life = min(ttl, 300) if customer.id in retry_soon else ttl
-            pipe.set(_customer_key(prefix, customer), json.dumps(entry), ex=life)
+            pipe.set(_customer_key(prefix, customer), jsontext.dumps(entry), ex=life)
         result[customer.id] = {**entry, "cached": False}
     store.record_influence(history)
     pipe.execute()

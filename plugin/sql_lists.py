@@ -21,7 +21,6 @@ Only for lists of strings or integers (keys): JSON would not keep other types ap
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any, Iterable, Sequence
 
 import sqlalchemy as sa
@@ -29,6 +28,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
+
+from . import jsontext
 
 
 class _KeyList(sa.types.TypeDecorator):
@@ -49,7 +50,7 @@ class _KeyList(sa.types.TypeDecorator):
     def process_bind_param(self, value: Any, dialect: Any) -> Any:
         if dialect.name == "postgresql":
             return list(value)
-        return json.dumps(list(value))
+        return jsontext.dumps(list(value))
 
 
 class InValues(ColumnElement[bool]):
@@ -117,7 +118,7 @@ def rows_relation(conn: Any, columns: Sequence[tuple[str, Any]], rows: Iterable[
     and dicts (for JSON columns), dates and aware datetimes (stored in UTC).
     """
     postgres = conn.dialect.name == "postgresql"
-    # Only time columns need converting: the rest go to json.dumps as they are.
+    # Only time columns need converting: the rest go to JSON as they are.
     times = [i for i, (_, type_) in enumerate(columns)
              if isinstance(type_, (sa.DateTime, sa.Date))
              or (isinstance(type_, type) and issubclass(type_, (sa.DateTime, sa.Date)))]
@@ -129,7 +130,7 @@ def rows_relation(conn: Any, columns: Sequence[tuple[str, Any]], rows: Iterable[
                 row[i] = _plain(row[i], postgres)
             converted.append(row)
         rows = converted
-    payload = json.dumps(rows if isinstance(rows, list) else list(rows))
+    payload = jsontext.dumps(rows if isinstance(rows, list) else list(rows))
     if postgres:
         src = sa.func.jsonb_array_elements(
             sa.cast(sa.bindparam(None, payload, type_=sa.Text), postgresql.JSONB)
