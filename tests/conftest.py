@@ -33,6 +33,20 @@ TEST_SECRET = "whsec_" + base64.b64encode(b"clout-test-secret-0123456789abcdef")
 TEST_TOKEN = "test-api-token-7f3a-0123456789abcdef"
 
 
+def pid_running(pid: int) -> bool:
+    """Running, not merely unreaped: where PID 1 doesn't reap orphans (some container and
+    VM inits), a killed daemonised server stays a zombie and still answers signal 0."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no procfs (macOS): the signal check is all there is
+    return state not in ("Z", "X")
+
+
 def standard_webhook_headers(secret: str, msg_id: str, body: bytes, ts: int | None = None) -> dict[str, str]:
     """Sign like a Standard Webhooks sender; written independently of webhooks.generic."""
     ts = int(time.time()) if ts is None else ts

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-from conftest import TEST_SECRET, TEST_TOKEN, standard_webhook_headers
+from conftest import TEST_SECRET, TEST_TOKEN, pid_running, standard_webhook_headers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,9 +45,7 @@ def _embedded_pid(data_dir: Path) -> int | None:
 def _gone(pid: int | None, timeout: float = 10) -> bool:
     deadline = time.monotonic() + timeout
     while pid and time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not pid_running(pid):
             return True
         time.sleep(0.05)
     return pid is None

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import pid_running
 from plugin.redis_conn import connect
 
 
@@ -25,14 +26,6 @@ JOINER = textwrap.dedent("""
 """)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def test_embedded_server_persists_under_data_dir(tmp_path: Path):
     handle = connect(None, tmp_path)
     try:
@@ -43,9 +36,9 @@ def test_embedded_server_persists_under_data_dir(tmp_path: Path):
     finally:
         handle.close()
     deadline = time.monotonic() + 10
-    while _pid_alive(pid) and time.monotonic() < deadline:
+    while pid_running(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _pid_alive(pid), "last process out must stop the server"
+    assert not pid_running(pid), "last process out must stop the server"
     assert any((tmp_path / "redis").iterdir())
 
     again = connect(None, tmp_path)
@@ -67,7 +60,7 @@ def test_second_process_joins_and_server_outlives_the_first(tmp_path: Path):
         assert joiner.stdout.readline().strip() == run_id  # same server, not a new one
         first.close()  # the starter leaves while the joiner is still connected
         time.sleep(0.3)
-        assert _pid_alive(pid), "server must stay up while another process uses it"
+        assert pid_running(pid), "server must stay up while another process uses it"
         joiner.stdin.write("bye\n")
         joiner.stdin.flush()
         assert joiner.wait(timeout=20) == 0
@@ -75,9 +68,9 @@ def test_second_process_joins_and_server_outlives_the_first(tmp_path: Path):
         if joiner.poll() is None:
             joiner.kill()
     deadline = time.monotonic() + 10
-    while _pid_alive(pid) and time.monotonic() < deadline:
+    while pid_running(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _pid_alive(pid), "the last process out stops the server"
+    assert not pid_running(pid), "the last process out stops the server"
 
 
 def test_redis_url_wins_over_embedded(tmp_path: Path):
@@ -114,9 +107,9 @@ def test_own_leftover_connections_do_not_keep_the_server_alive(tmp_path: Path):
     extra.ping()  # stays connected, like a library's private pool
     handle.close()
     deadline = time.monotonic() + 10
-    while _pid_alive(pid) and time.monotonic() < deadline:
+    while pid_running(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _pid_alive(pid)
+    assert not pid_running(pid)
 
 
 def test_processes_leaving_together_stop_the_server(tmp_path: Path):
@@ -139,9 +132,9 @@ def test_processes_leaving_together_stop_the_server(tmp_path: Path):
             if j.poll() is None:
                 j.kill()
     deadline = time.monotonic() + 10
-    while _pid_alive(pid) and time.monotonic() < deadline:
+    while pid_running(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _pid_alive(pid), "whoever leaves last must stop the server"
+    assert not pid_running(pid), "whoever leaves last must stop the server"
 
 
 # --- restartable server: stable socket, recorded pid, fsync policy ---------------------------
@@ -170,9 +163,9 @@ def _kill_and_wait(pid: int) -> None:
 
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while _pid_alive(pid) and time.monotonic() < deadline:
+    while pid_running(pid) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert not _pid_alive(pid)
+    assert not pid_running(pid)
 
 
 def test_restarted_server_keeps_the_socket_path_and_the_data(tmp_path: Path):

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ranking.sentiment import COMPLAINT_CUES, complaint_readable, complaint_strength, mentions_social
+from ranking.sentiment import (COMPLAINT_CUES, SOCIAL_PATTERNS, SOCIAL_WORDS, complaint_readable,
+                               complaint_strength, mentions_social)
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL_SET = ROOT / "tests" / "fixtures" / "complaints" / "eval.jsonl"
@@ -210,6 +211,13 @@ def test_detects_public_mentions(text):
 )
 def test_ignores_ordinary_support_language(text):
     assert not social(text)
+
+
+def test_every_social_pattern_needs_one_of_the_prefilter_words():
+    """`mentions_social` only searches texts containing one of SOCIAL_WORDS: a pattern that
+    could match without any of them would be skipped silently."""
+    for pattern in SOCIAL_PATTERNS:
+        assert any(word in pattern for word in SOCIAL_WORDS), pattern
 
 
 def test_mentions_social_is_boolean_series_with_same_index():

@@ -136,3 +136,63 @@ def test_recording_two_decisions_for_one_ticket_and_event_keeps_both(runtime):
                                .where(tickets.c.id == "T-9")).scalar_one()
     assert {str(k): v for k, v in stored.items()} == {d.id: d.priority for d in out}
     assert str(current) == out[1].id  # as before: the later of the two answers the event last
+
+
+def test_insert_many_writes_what_sqlalchemy_writes_row_by_row(runtime):
+    """The batch INSERT (SQLite: parameter tuples built per column; PostgreSQL: one
+    INSERT ... SELECT) stores the same values as SQLAlchemy's own row-by-row insert:
+    times in two zones, dates, JSON, NULLs, and an ON CONFLICT guard carrying its own value."""
+    from plugin.store import _future_limit, _insert_many, customers
+
+    store = runtime.store
+    paris = dt.timezone(dt.timedelta(hours=1))
+    same_instant = NOW.astimezone(paris)  # equal to NOW: must still be stored as itself
+    rows = [{"id": f"C-{i}", "name": "Zo\u00eb \u2603" if i % 2 else None,
+             "email": None, "handles": {"x": f"h{i}", "github": "g"} if i % 3 else {},
+             "monthly_spend": 10.5 * i, "currency": "EUR",
+             "contract_end": dt.date(2027, 1, 1 + i % 28) if i % 4 else None,
+             "facts_at": (NOW, same_instant, None)[i % 3], "updated_at": NOW}
+            for i in range(40)]
+    with store.engine.begin() as conn:
+        _insert_many(conn, customers, rows[:20])
+        conn.execute(customers.insert(), rows[20:])  # SQLAlchemy's own, for comparison
+        # An upsert whose WHERE carries a bound time of its own.
+        newer = [{**r, "name": "updated", "facts_at": NOW + dt.timedelta(days=1)} for r in rows[:3]]
+
+        def upsert(stmt):
+            return stmt.on_conflict_do_update(
+                index_elements=["id"], set_={"name": stmt.excluded.name},
+                where=customers.c.updated_at < _future_limit())
+        _insert_many(conn, customers, newer, finish=upsert)
+    with store.engine.connect() as conn:
+        got = {r.id: r for r in conn.execute(sa.select(customers))}
+        raw = {r[0]: r[1] for r in conn.execute(
+            sa.select(customers.c.id, sa.cast(customers.c.facts_at, sa.String)))}
+    assert [got[f"C-{i}"].name for i in range(3)] == ["updated"] * 3
+    for i in range(3, 40):
+        r, want = got[f"C-{i}"], rows[i]
+        assert (r.name, r.handles, r.monthly_spend, r.contract_end) == \
+            (want["name"], want["handles"], want["monthly_spend"], want["contract_end"])
+    # Each batch path stored the times exactly as SQLAlchemy's own insert did.
+    for i in range(3, 19):  # row i + 21 has the same time as row i
+        assert raw[f"C-{i}"] == raw[f"C-{i + 21}"]
+    if store.engine.dialect.name == "sqlite":  # wall times: equal instants were not merged
+        assert raw["C-3"] != raw["C-4"] and raw["C-5"] is None
+
+
+def test_json_text_round_trips_and_falls_back_for_what_orjson_refuses():
+    import json
+
+    from plugin import jsontext
+
+    value = {"b": [1, 2.5, None, "Zo\u00eb \U0001F600"], "a": {"nested": True}}
+    assert json.loads(jsontext.dumps(value)) == value
+    assert list(json.loads(jsontext.dumps(value))) == ["b", "a"]  # insertion order kept
+    assert jsontext.loads(jsontext.dumps(value)) == value
+    big = {"id": 2 ** 70}  # beyond 64 bits: the standard library writes it
+    assert jsontext.loads(jsontext.dumps(big)) == big
+    assert jsontext.dumps({"x": float("nan")}) == '{"x":null}'  # valid JSON, unlike json's NaN
+    # Text written before (the standard library's NaN, a lone surrogate) still reads.
+    assert jsontext.loads('{"x": NaN}')["x"] != jsontext.loads('{"x": NaN}')["x"]
+    assert jsontext.loads('{"x": "\\ud800"}') == {"x": "\ud800"}
+    assert jsontext.loads(b'[1, 2]') == [1, 2]
