@@ -599,8 +599,12 @@ class Store:
         with self.engine.connect() as conn:
             # By the whole primary key: `id IN (...)` alone scanned every ticket (profiled:
             # the cost of a batch grew with the size of the tickets table).
-            rows = conn.execute(
-                sa.select(tickets).where(_pairs_in(tickets.c.source, tickets.c.id, keys))
+            t = tickets.c
+            rows = conn.execute(  # only the columns `_ticket_dict` reads (each one is parsed)
+                sa.select(t.source, t.id, t.customer_id, t.subject, t.description, t.status,
+                          t.created_at, t.last_event_id, t.last_event_at, t.desk_priority,
+                          t.decision_id, t.decided_event_id, t.tier_rank)
+                .where(_pairs_in(t.source, t.id, keys))
             )
             return {(r.source, r.id): _ticket_dict(r) for r in rows}
 
@@ -609,16 +613,17 @@ class Store:
     def get_customers(self, ids: Sequence[str]) -> dict[str, Customer]:
         if not ids:
             return {}
+        c = customers.c
         with self.engine.connect() as conn:
-            result = conn.execute(sa.select(customers)
-                                  .where(in_values(customers.c.id, sorted(set(ids)))))
+            # Only what a Customer holds: every time column read is parsed (SQLite: text).
+            result = conn.execute(sa.select(c.id, c.name, c.email, c.handles, c.monthly_spend,
+                                            c.currency, c.contract_end)
+                                  .where(in_values(c.id, sorted(set(ids)))))
             return {
-                row.id: Customer(
-                    id=row.id, name=row.name, email=row.email, handles=dict(row.handles or {}),
-                    monthly_spend=row.monthly_spend, currency=row.currency,
-                    contract_end=row.contract_end.isoformat() if row.contract_end else None,
-                )
-                for row in result
+                cid: Customer(id=cid, name=name, email=email, handles=dict(handles or {}),
+                              monthly_spend=spend, currency=currency,
+                              contract_end=end.isoformat() if end else None)
+                for cid, name, email, handles, spend, currency, end in result
             }
 
     def open_scores(self) -> list[float]:
