@@ -9,6 +9,7 @@ explicit `to_dict` / `from_dict` pair instead of pickling dataclasses.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -70,8 +71,15 @@ class TicketEvent:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TicketEvent":
         """Unknown keys are dropped, so a worker one version behind the web keeps working."""
-        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        # Field names looked up once per class: `fields()` per event was a visible cost of
+        # a worker batch, which rebuilds thousands of events from the ledger.
+        values = {name: data[name] for name in _field_names(cls) if name in data}
         customer = data["customer"]
         values["customer"] = CustomerFacts(
-            **{f.name: customer[f.name] for f in fields(CustomerFacts) if f.name in customer})
+            **{name: customer[name] for name in _field_names(CustomerFacts) if name in customer})
         return cls(**values)
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
