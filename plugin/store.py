@@ -295,7 +295,7 @@ def _executemany_sqlite(conn: sa.Connection, stmt: Any, rows: Sequence[dict[str,
     getters: list[Callable[[dict[str, Any]], Any]] = []
     for name in names:
         bind = compiled.binds[name]
-        process = bind.type._cached_bind_processor(dialect)
+        process = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if name not in rows[0]:  # a value the statement carries itself (in its WHERE)
             value = bind.effective_value
             value = process(value) if process is not None and value is not None else value
