@@ -24,14 +24,14 @@ import json
 import logging
 import os
 import threading
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 from rq import Queue
 
 from webhooks.base import Parsed
-from webhooks.event import CustomerFacts, TicketEvent
+from webhooks.event import CustomerFacts, TicketEvent, field_names
 
 from . import jsontext
 from .inbox import drain_flag_key, inbox_key, schedule_drain
@@ -74,16 +74,13 @@ def _duplicate(raw: bytes) -> Outcome:
         return Outcome(duplicate=True)
 
 
-_EVENT_FIELDS = tuple(f.name for f in fields(TicketEvent))
-_CUSTOMER_FIELDS = tuple(f.name for f in fields(CustomerFacts))
-
-
 def event_json(event: TicketEvent) -> str:
     """`event.to_dict()` as JSON text (`plugin.jsontext`), without `dataclasses.asdict`'s
     deep copies: asdict deep-copies every value and took more time than the encoding."""
-    data: dict[str, Any] = {name: getattr(event, name) for name in _EVENT_FIELDS}
+    data: dict[str, Any] = {name: getattr(event, name) for name in field_names(TicketEvent)}
     customer = event.customer
-    data["customer"] = {name: getattr(customer, name) for name in _CUSTOMER_FIELDS}
+    data["customer"] = {name: getattr(customer, name)
+                        for name in field_names(CustomerFacts)}
     return jsontext.dumps(data)
 
 

@@ -303,26 +303,26 @@ def _executemany_sqlite(conn: sa.Connection, stmt: Any, rows: Sequence[dict[str,
         elif process is None:
             getters.append(lambda row, name=name: row[name])
         else:
-            memo: dict[Any, Any] = {}
-
-            def get(row: dict[str, Any], name: str = name, process: Any = process,
-                    memo: dict[Any, Any] = memo) -> Any:
-                value = row[name]
-                if value is None:
-                    return None
-                if isinstance(value, dt.date):  # repeated across a batch
-                    # (The zone is part of the key: equal instants in two zones are
-                    # written as each one's own wall time.)
-                    key = (value, getattr(value, "tzinfo", None))
-                    try:
-                        return memo[key]
-                    except KeyError:
-                        out = memo[key] = process(value)
-                        return out
-                return process(value)
-            getters.append(get)
+            if isinstance(bind.type, (sa.DateTime, sa.Date)):
+                process = _memoised(process)
+            getters.append(lambda row, name=name, process=process:
+                           None if row[name] is None else process(row[name]))
     params = [tuple(g(r) for g in getters) for r in rows]
     return conn.exec_driver_sql(compiled.string, params)
+
+
+def _memoised(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A time column's bind processor that formats each distinct value once (the rows of a
+    batch share their `now`). The zone is part of the key: equal instants in two zones are
+    written as each one's own wall time."""
+    memo: dict[Any, Any] = {}
+
+    def convert(value: Any) -> Any:
+        key = (value, getattr(value, "tzinfo", None))
+        if key not in memo:
+            memo[key] = process(value)
+        return memo[key]
+    return convert
 
 
 def _insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> Any:
@@ -900,16 +900,15 @@ class Store:
         rows are matched back to their ids by (source, ticket, event), unique within a batch
         (one decision per ticket); a batch where it is not takes the row-by-row path.
         """
-        if conn.dialect.name == "postgresql":
-            ids = conn.execute(
-                sa.select(sa.func.nextval(sa.func.pg_get_serial_sequence("decisions", "id")))
-                .select_from(sa.func.generate_series(1, len(rows)))).scalars().all()
-            _insert_many(conn, decisions, [{**r, "id": i} for r, i in zip(rows, ids)])
-            return [int(i) for i in ids]
-        if writing:
-            last = conn.execute(sa.select(sa.func.coalesce(sa.func.max(decisions.c.id), 0))
-                                ).scalar_one()
-            ids = list(range(last + 1, last + 1 + len(rows)))
+        if conn.dialect.name == "postgresql" or writing:
+            if conn.dialect.name == "postgresql":
+                ids = [int(i) for i in conn.execute(
+                    sa.select(sa.func.nextval(sa.func.pg_get_serial_sequence("decisions", "id")))
+                    .select_from(sa.func.generate_series(1, len(rows)))).scalars()]
+            else:
+                last = conn.execute(sa.select(sa.func.coalesce(sa.func.max(decisions.c.id), 0))
+                                    ).scalar_one()
+                ids = list(range(last + 1, last + 1 + len(rows)))
             _insert_many(conn, decisions, [{**r, "id": i} for r, i in zip(rows, ids)])
             return ids
         keys = [(r["source"], r["ticket_id"], r["event_id"]) for r in rows]

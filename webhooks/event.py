@@ -73,13 +73,14 @@ class TicketEvent:
         """Unknown keys are dropped, so a worker one version behind the web keeps working."""
         # Field names looked up once per class: `fields()` per event was a visible cost of
         # a worker batch, which rebuilds thousands of events from the ledger.
-        values = {name: data[name] for name in _field_names(cls) if name in data}
+        values = {name: data[name] for name in field_names(cls) if name in data}
         customer = data["customer"]
         values["customer"] = CustomerFacts(
-            **{name: customer[name] for name in _field_names(CustomerFacts) if name in customer})
+            **{name: customer[name] for name in field_names(CustomerFacts) if name in customer})
         return cls(**values)
 
 
 @functools.cache
-def _field_names(cls: type) -> tuple[str, ...]:
+def field_names(cls: type) -> tuple[str, ...]:
+    """A dataclass's field names, in order (looked up once: `fields()` is not cheap)."""
     return tuple(f.name for f in fields(cls))
