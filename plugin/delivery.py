@@ -51,12 +51,15 @@ def _same(a: str | None, b: str | None) -> bool:
 
 def flush(rt: Any, desk: str, *, ticket_ids: Sequence[str] | None = None,
           parked_before: dt.datetime | None = None,
-          known: dict[str, Decision] | None = None) -> dict[str, int]:
+          known: dict[str, Decision] | None = None, conn: Any = None) -> dict[str, int]:
     """Write the due decisions of one desk; returns counts per outcome. `known`: decisions
-    just recorded (by id), so they need not be read back from the store."""
+    just recorded (by id), so they need not be read back from the store. `conn`: a store
+    transaction to do it all in (claim, the desk's read and write, settle), for a desk
+    kept in the store (`within(conn)`, see `connectors.crm.local`); it commits with the
+    caller's work."""
     from .polling import note_usage
 
-    connector: DeskConnector = rt.desk(desk)
+    connector: DeskConnector = rt.desk(desk) if conn is None else rt.desk(desk).within(conn)
     settings = rt.settings
     pause_key = settings.redis_key("desk-paused", desk)
     if rt.redis.exists(pause_key):  # the desk asked us to back off (e.g. its API limit)
@@ -68,7 +71,7 @@ def flush(rt: Any, desk: str, *, ticket_ids: Sequence[str] | None = None,
     for _ in range(MAX_PASSES):
         claimed = rt.store.claim_writes(desk, owner, lease, connector.max_batch,
                                         ticket_ids=ticket_ids, parked_before=parked_before,
-                                        known=known)
+                                        known=known, conn=conn)
         if not claimed:
             break
         claimed_at = time.monotonic()
@@ -79,10 +82,10 @@ def flush(rt: Any, desk: str, *, ticket_ids: Sequence[str] | None = None,
             # round trip to renew (profiled: the renewal was ~3% of a batch on PostgreSQL).
             if time.monotonic() - claimed_at < lease / 3:
                 return set(ids)
-            return rt.store.renew_write_leases(owner, ids, lease)
+            return rt.store.renew_write_leases(owner, ids, lease, conn=conn)
 
         outcomes = deliver(connector, claimed, settings, renew=renew, on_pause=pauses.append)
-        rt.store.settle_writes(owner, outcomes)
+        rt.store.settle_writes(owner, outcomes, conn=conn)
         for o in outcomes:
             totals[o.status] = totals.get(o.status, 0) + 1
         if pauses or len(claimed) < connector.max_batch:

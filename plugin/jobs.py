@@ -187,23 +187,28 @@ def _decide(rt: Any, owner: str, claimed: list[dict[str, Any]]) -> dict[str, Any
     for e in sorted(parsed, key=lambda e: _when(e.occurred_at)):
         newest[e.customer.id] = e  # the newest event's facts win for each customer
     merged = {cid: merge_customer(newest[cid].customer, known.get(cid)) for cid in ids}
-    store.upsert_customers(merged.values(), facts_at={cid: newest[cid].occurred_at for cid in ids})
-    store.upsert_tickets(
-        {
-            "source": e.source, "id": e.ticket_id, "customer_id": e.customer.id,
-            "subject": e.subject, "description": e.description,
-            # A ticket can't have been created after the event about it happened.
-            "created_at": min(_when(e.ticket_created_at), _when(e.occurred_at))
-            if e.ticket_created_at else e.occurred_at,
-            "last_event_id": e.event_id, "last_event_at": e.occurred_at,
-            "status": e.status, "desk_priority": e.desk_priority,
-        }
-        for e in parsed
-    )
+    # One transaction: the book and the tickets as the events leave them, read back for
+    # ranking (what the store kept, which a stale event may not have changed).
+    with store.transaction() as conn:
+        store.upsert_customers(merged.values(), conn=conn,
+                               facts_at={cid: newest[cid].occurred_at for cid in ids})
+        store.upsert_tickets((
+            {
+                "source": e.source, "id": e.ticket_id, "customer_id": e.customer.id,
+                "subject": e.subject, "description": e.description,
+                # A ticket can't have been created after the event about it happened.
+                "created_at": min(_when(e.ticket_created_at), _when(e.occurred_at))
+                if e.ticket_created_at else e.occurred_at,
+                "last_event_id": e.event_id, "last_event_at": e.occurred_at,
+                "status": e.status, "desk_priority": e.desk_priority,
+            }
+            for e in parsed
+        ), conn=conn)
+        state = store.ticket_state([(e.source, e.ticket_id) for e in parsed], conn=conn)
+        book = store.get_customers(ids, conn=conn)
 
     # 2. Which events still matter: a desk's late retry of an event older than what is
     # stored changes nothing, and a closed ticket needs no priority.
-    state = store.ticket_state([(e.source, e.ticket_id) for e in parsed])
     rows = []
     for e in parsed:
         ticket = state[(e.source, e.ticket_id)]
@@ -216,22 +221,35 @@ def _decide(rt: Any, owner: str, claimed: list[dict[str, Any]]) -> dict[str, Any
             rows.append({**ticket, "source": e.source, "id": e.ticket_id, "event_id": e.event_id})
 
     # 3. Rank the whole batch at once, record and queue the writes, conditional on the lease.
-    decisions = rank_tickets(rt, rows)
+    decisions = rank_tickets(rt, rows, customers=book)
     decisions, unchanged = _without_repeats(store, decisions, state)
     for d in unchanged:
         settle[ledger[(d.source, d.event_id)]] = "unchanged"
     holds = {src: rt.settings.desk(src).flush_window_ms for src in {d.source for d in decisions}}
+    # 4. Write to each desk now, or after its flush window. A desk kept in the store is
+    # written inside the transaction that records the decisions (`within`), the rest after.
+    in_store = sorted(src for src, hold in holds.items()
+                      if hold == 0 and hasattr(rt.desk(src), "within"))
+    written: dict[str, int] = {}
+
+    def write_in_store(conn: Any, queued: list[Decision]) -> None:
+        for source in in_store:
+            known = {d.id: d for d in queued if d.source == source}
+            if known:
+                tickets = sorted({d.ticket_id for d in known.values()})
+                for status, n in flush(rt, source, ticket_ids=tickets, known=known,
+                                       conn=conn).items():
+                    written[status] = written.get(status, 0) + n
+
     recorded = store.record_decisions(decisions, owner=owner, ledger_ids=ledger, settle=settle,
-                                      hold_ms=holds)
+                                      hold_ms=holds, then=write_in_store if in_store else None)
     if recorded is None:
         log.warning("lease on %d event(s) lost to another worker; its decisions stand", len(claimed))
         return {"claimed": len(claimed), "decided": 0, "lease_lost": True}
     if not decisions and settle:
         store.settle_events(owner, settle)
 
-    # 4. Write to each desk now, or after its flush window.
-    written: dict[str, int] = {}
-    for source in sorted({d.source for d in recorded}):
+    for source in sorted({d.source for d in recorded} - set(in_store)):
         tickets = sorted({d.ticket_id for d in recorded if d.source == source})
         if rt.settings.desk(source).flush_window_ms > 0:
             schedule_flush(rt, source)

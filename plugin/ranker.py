@@ -10,12 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from connectors.crm.base import Decision
+from connectors.crm.base import Customer, Decision
 from ranking import complaint_strength, map_tiers, mentions_social, prioritize
 from ranking.currency import join_notes, no_rate_notes, to_base
 from ranking.sentiment import unscored_notes
@@ -44,15 +44,18 @@ def tier_weights(rt: Any) -> Any:
     return share_weights(weights, book, tiers.urgent_share, tiers.high_share, tiers.normal_share)
 
 
-def rank_tickets(rt: Any, rows: Sequence[dict[str, Any]],
-                 now: dt.datetime | None = None) -> list[Decision]:
+def rank_tickets(rt: Any, rows: Sequence[dict[str, Any]], now: dt.datetime | None = None, *,
+                 customers: Mapping[str, Customer] | None = None) -> list[Decision]:
     """One decision per row. A row is a stored ticket: source, id, customer_id, subject,
-    description, created_at, desk_priority and `event_id` (the event it answers)."""
+    description, created_at, desk_priority and `event_id` (the event it answers).
+    `customers`: the stored customers, when the caller has just read them."""
     if not rows:
         return []
     settings = rt.settings
     now = now or dt.datetime.now(dt.timezone.utc)
-    customers = rt.store.get_customers(sorted({r["customer_id"] for r in rows}))
+    wanted = sorted({r["customer_id"] for r in rows})
+    if customers is None or any(cid not in customers for cid in wanted):
+        customers = rt.store.get_customers(wanted)
     cfg = settings.config.influence
     influence = lookup_influence(
         [c for c in customers.values() if c.handles], source=rt.influence, cache=rt.redis,
