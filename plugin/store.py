@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from itertools import repeat
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -320,7 +320,9 @@ def _executemany_sqlite(conn: sa.Connection, stmt: Any, rows: Sequence[dict[str,
 def _times(values: list[Any], process: Callable[[Any], Any]) -> list[Any]:
     """A time column's values through its bind processor, each distinct value formatted
     once (the rows of a batch share their `now`). The zone is part of the key: equal
-    instants in two zones are written as each one's own wall time."""
+    instants in two zones are written as each one's own wall time. (`isoformat` was
+    tried instead of the processor: callgrind counted more instructions, as CPython
+    formats its fields through the C library's printf.)"""
     memo: dict[Any, Any] = {}
     out = []
     for value in values:
@@ -333,6 +335,14 @@ def _times(values: list[Any], process: Callable[[Any], Any]) -> list[Any]:
             got = memo[key] = process(value)
         out.append(got)
     return out
+
+
+def _with_id(d: Decision, decision_id: str) -> Decision:
+    """`dataclasses.replace(d, id=...)`, spelled out: replace looks the fields up on every
+    call (profiled: ~8 us a decision, ~3% of a batch)."""
+    return Decision(d.source, d.ticket_id, d.customer_id, d.tier, d.priority, d.score, d.flags,
+                    d.reason, d.components, d.weights_version, d.decided_at, d.event_id,
+                    decision_id)
 
 
 def _insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> Any:
@@ -905,7 +915,7 @@ class Store:
                          components=dict(d.components), weights_version=d.weights_version,
                          decided_at=_parse_ts(d.decided_at), status="pending") for d in ordered]
             ids = self._insert_decisions(conn, rows, writing=writing)
-            out = [replace(d, id=str(i)) for d, i in zip(ordered, ids, strict=True)]
+            out = [_with_id(d, str(i)) for d, i in zip(ordered, ids, strict=True)]
             current = self._point_tickets(conn, out)
             queued = self._queue_writes(conn, [d for d in out if d.id in current], now,
                                         hold_ms or {})

@@ -196,3 +196,41 @@ def test_json_text_round_trips_and_falls_back_for_what_orjson_refuses():
     assert jsontext.loads('{"x": NaN}')["x"] != jsontext.loads('{"x": NaN}')["x"]
     assert jsontext.loads('{"x": "\\ud800"}') == {"x": "\ud800"}
     assert jsontext.loads(b'[1, 2]') == [1, 2]
+
+
+def test_time_text_is_what_the_bind_processors_write(runtime):
+    """`_times` (each distinct value formatted once) writes what SQLAlchemy's own processor
+    writes, value by value: no microseconds, naive and aware values, equal instants in
+    two zones, early years, dates."""
+    from sqlalchemy.dialects import sqlite
+
+    from plugin.store import _times
+
+    dialect = sqlite.dialect()
+    stamp = sqlite.DATETIME().bind_processor(dialect)
+    day = sqlite.DATE().bind_processor(dialect)
+    moments = [NOW, NOW.replace(microsecond=0), NOW.replace(tzinfo=None), None, NOW,
+               NOW.astimezone(dt.timezone(dt.timedelta(hours=-7, minutes=-30))),
+               dt.datetime(5, 1, 2, 3, 4, 5), dt.date(2027, 2, 3)]
+    assert _times(moments, stamp) == [None if v is None else stamp(v) for v in moments]
+    days = [dt.date(2027, 2, 3), None, dt.date(9, 12, 31), dt.date(2027, 2, 3)]
+    assert _times(days, day) == [None if v is None else day(v) for v in days]
+
+
+def test_hand_built_copies_match_dataclasses_replace():
+    """`_with_id` and `merge_customer` spell their copies out for speed; a field added to
+    Decision or Customer must not be dropped by them."""
+    from dataclasses import fields, replace
+
+    from connectors.crm.base import Customer
+    from plugin.jobs import merge_customer
+    from plugin.store import _with_id
+
+    d = Decision(**{f.name: f"v-{f.name}" for f in fields(Decision)})
+    assert _with_id(d, "42") == replace(d, id="42")
+    stored = Customer(**{f.name: ({"x": "old", "github": "g"} if f.name == "handles" else
+                                  f"stored-{f.name}") for f in fields(Customer)})
+    said = Customer(id=stored.id, name="New", handles={"x": "new", "mastodon": ""})
+    merged = merge_customer(said, stored)
+    assert merged == replace(stored, name="New", handles={"x": "new", "github": "g"})
+    assert merge_customer(said, None) == Customer(id=stored.id, name="New", handles={"x": "new"})
