@@ -65,7 +65,8 @@ def flush(rt: Any, desk: str, *, ticket_ids: Sequence[str] | None = None,
     if rt.redis.exists(pause_key):  # the desk asked us to back off (e.g. its API limit)
         return {"paused": 1}
     lease = settings.config.delivery.lease_seconds
-    owner = uuid.uuid4().hex
+    # In the caller's transaction the rows are held by it, not by a lease (see claim_writes).
+    owner = uuid.uuid4().hex if conn is None else None
     totals: dict[str, int] = {}
     pauses: list[float] = []
     for _ in range(MAX_PASSES):
@@ -84,7 +85,8 @@ def flush(rt: Any, desk: str, *, ticket_ids: Sequence[str] | None = None,
                 return set(ids)
             return rt.store.renew_write_leases(owner, ids, lease, conn=conn)
 
-        outcomes = deliver(connector, claimed, settings, renew=renew, on_pause=pauses.append)
+        outcomes = deliver(connector, claimed, settings, renew=renew if conn is None else None,
+                           on_pause=pauses.append)
         rt.store.settle_writes(owner, outcomes, conn=conn)
         for o in outcomes:
             totals[o.status] = totals.get(o.status, 0) + 1
@@ -97,7 +99,7 @@ def flush(rt: Any, desk: str, *, ticket_ids: Sequence[str] | None = None,
         seconds = max(1, math.ceil(max(pauses)))
         rt.redis.set(pause_key, "1", ex=seconds)
         until = utcnow() + dt.timedelta(seconds=seconds)
-        rt.store.set_desk_state(desk, paused_until=until.isoformat())
+        rt.store.set_desk_state(desk, paused_until=until.isoformat(), conn=conn)
         log.warning("desk %s asked to back off: its writes pause for %d s", desk, seconds)
     if totals.get("retry") or totals.get("failed"):
         log.warning("desk %s: %s", desk, ", ".join(f"{k} {v}" for k, v in sorted(totals.items())))
