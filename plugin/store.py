@@ -1186,7 +1186,7 @@ class Store:
             return
         if owner is None and conn is None:
             raise ValueError("settling writes claimed without a lease needs their transaction")
-        ours = sa.true() if owner is None else writes.c.lease_owner == owner
+        held = sa.true() if owner is None else writes.c.lease_owner == owner
         now = utcnow()
         settled = [o for o in outcomes if o.status in _SETTLED_WRITES]
         failing = [o for o in outcomes if o.status not in _SETTLED_WRITES]
@@ -1219,7 +1219,7 @@ class Store:
                                  .values(status="closed"))
                 conn.execute(writes.update().where(
                     in_values(writes.c.id, sorted({o.write_id for o in settled})),
-                    ours,
+                    held,
                     in_values(writes.c.decision_id, sorted({o.decision_id for o in settled})),
                 ).values(state="done", lease_owner=None, lease_until=None, last_error=None,
                          updated_at=now))
@@ -1243,7 +1243,7 @@ class Store:
                 if o.next_attempt_at is not None:
                     values["next_attempt_at"] = o.next_attempt_at
                 ours = conn.execute(writes.update().where(
-                    writes.c.id == o.write_id, ours,
+                    writes.c.id == o.write_id, held,
                     writes.c.decision_id == o.decision_id).values(**values)).rowcount
                 if o.status == "failed" and ours:
                     conn.execute(decisions.update().where(decisions.c.id == o.decision_id)

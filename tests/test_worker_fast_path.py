@@ -143,3 +143,50 @@ def _parsed(runtime, payload: dict[str, Any]) -> dict[str, Any]:
     req = WebhookRequest(method="POST", url="", headers={"webhook-id": "x"},
                          body=json.dumps(payload).encode())
     return generic.parse(req).events[0].to_dict()
+
+
+def test_the_local_desk_is_written_in_the_transaction_that_records_its_decisions(runtime):
+    """The local desk's write commits with the decision and its outbox row, or not at all:
+    a failure after the write inside that transaction leaves no decision, no outbox row
+    and no desk write behind. Claimed in-transaction rows carry no lease."""
+    from connectors.crm.base import Decision
+    from plugin.delivery import flush
+
+    store = runtime.store
+    now = dt.datetime.now(dt.timezone.utc).isoformat()
+    store.upsert_tickets([{"source": "generic", "id": "TX-1", "customer_id": "C-1",
+                           "subject": "s", "created_at": now, "last_event_id": "e-1",
+                           "last_event_at": now}])
+    decision = Decision(source="generic", ticket_id="TX-1", customer_id="C-1", tier="high",
+                        priority="High", score=0.7, flags=("renewal_soon",), reason="r",
+                        components={}, weights_version="w", decided_at=now, event_id="e-1")
+    seen: list[Any] = []
+
+    def write_then_fail(conn: Any, queued: list[Decision]) -> None:
+        counts = flush(runtime, "generic", ticket_ids=["TX-1"], conn=conn,
+                       known={d.id: d for d in queued})
+        seen.append((counts, store.local_desk_view("generic", ["TX-1"], conn=conn)))
+        raise RuntimeError("the worker died after writing the desk")
+
+    with pytest.raises(RuntimeError):
+        store.record_decisions([decision], then=write_then_fail)
+    (counts, inside), = seen
+    assert counts == {"written": 1} and inside["TX-1"]["priority"] == "High"
+    assert store.local_desk_view("generic", ["TX-1"])["TX-1"]["clout_decision"] is None
+    assert store.count("decisions") == 0 and store.count("writes") == 0
+
+    def write(conn: Any, queued: list[Decision]) -> None:
+        flush(runtime, "generic", ticket_ids=["TX-1"], conn=conn, known={d.id: d for d in queued})
+
+    recorded = store.record_decisions([decision], then=write)
+    view = store.local_desk_view("generic", ["TX-1"])["TX-1"]
+    assert (view["priority"], view["clout_decision"]) == ("High", recorded[0].id)
+    assert store.decision_summaries([int(recorded[0].id)])[int(recorded[0].id)]["status"] == "written"
+    import sqlalchemy as sa
+
+    from plugin.store import writes
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(writes.c.state, writes.c.lease_owner)).one()
+    assert tuple(row) == ("done", None)
+    with pytest.raises(ValueError):  # no lease needs the caller's transaction
+        store.claim_writes("generic", None, 30, 10)
