@@ -918,7 +918,7 @@ class Store:
             out = [_with_id(d, str(i)) for d, i in zip(ordered, ids, strict=True)]
             current = self._point_tickets(conn, out)
             queued = self._queue_writes(conn, [d for d in out if d.id in current], now,
-                                        hold_ms or {})
+                                        hold_ms or {}, event_at=current)
             stale = [int(d.id) for d in out if d.id not in queued]
             if stale:
                 conn.execute(decisions.update().where(in_values(decisions.c.id, stale))
@@ -980,10 +980,13 @@ class Store:
                                          decisions.c.ticket_id, decisions.c.event_id), rows)}
         return [got[k] for k in keys]
 
-    def _point_tickets(self, conn: sa.Connection, items: Sequence[Decision]) -> set[str]:
-        """Make each decision its ticket's current one, if it answers the current event."""
+    def _point_tickets(self, conn: sa.Connection, items: Sequence[Decision]
+                       ) -> dict[str, dt.datetime | None]:
+        """Make each decision its ticket's current one, if it answers the current event.
+        Returns the decisions that became current (by id), each with its ticket's newest
+        event time, which the outbox needs next (read here, not a second time there)."""
         if not items:
-            return set()
+            return {}
         rank = {tier: i for i, tier in enumerate(TIERS)}
         rows = [[d.source, d.ticket_id, d.event_id or None, int(d.id), d.score,
                  rank.get(d.tier, len(TIERS))] for d in items]
@@ -1009,22 +1012,25 @@ class Store:
                  for r in rows])
         mine = [int(d.id) for d in items]
         keys = sorted({(d.source, d.ticket_id) for d in items})
-        return {str(r[0]) for r in conn.execute(
-            sa.select(tickets.c.decision_id).where(  # by primary key, then the decision
+        return {str(r.decision_id): _as_utc(r.last_event_at) for r in conn.execute(
+            sa.select(tickets.c.decision_id, tickets.c.last_event_at).where(
+                # by primary key, then the decision
                 _pairs_in(tickets.c.source, tickets.c.id, keys),
                 in_values(tickets.c.decision_id, mine)))}
 
     def _queue_writes(self, conn: sa.Connection, items: Sequence[Decision],
-                      now: dt.datetime, hold_ms: dict[str, int]) -> set[str]:
-        """Put decisions in the outbox where they are newer than what waits there."""
+                      now: dt.datetime, hold_ms: dict[str, int],
+                      event_at: dict[str, dt.datetime | None] | None = None) -> set[str]:
+        """Put decisions in the outbox where they are newer than what waits there.
+        `event_at`: decision id -> its ticket's newest event time, when already read."""
         if not items:
             return set()
-        event_at = {
-            (r.source, r.id): _as_utc(r.last_event_at) for r in conn.execute(
+        if event_at is None or any(d.id not in event_at for d in items):
+            at = {(r.source, r.id): _as_utc(r.last_event_at) for r in conn.execute(
                 sa.select(tickets.c.source, tickets.c.id, tickets.c.last_event_at)
                 .where(_pairs_in(tickets.c.source, tickets.c.id,
-                                [(d.source, d.ticket_id) for d in items])))
-        }
+                                 [(d.source, d.ticket_id) for d in items])))}
+            event_at = {d.id: at.get((d.source, d.ticket_id)) for d in items}
         before = {
             (r.source, r.ticket_id): r.decision_id for r in conn.execute(
                 sa.select(writes.c.source, writes.c.ticket_id, writes.c.decision_id)
@@ -1032,7 +1038,7 @@ class Store:
                                 [(d.source, d.ticket_id) for d in items])))
         }
         rows = [{"source": d.source, "ticket_id": d.ticket_id, "decision_id": int(d.id),
-                 "event_at": event_at.get((d.source, d.ticket_id)), "state": "pending",
+                 "event_at": event_at.get(d.id), "state": "pending",
                  "attempts": 0,
                  "next_attempt_at": now + dt.timedelta(milliseconds=hold_ms.get(d.source, 0)),
                  "first_failed_at": None,
