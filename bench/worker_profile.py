@@ -58,6 +58,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=5000, help="events in the measured backlog")
     ap.add_argument("--customers", type=int, default=20_000, help="customers in the book")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="queue.batch_size (default: the setting's; a backlog deeper than 10 "
+                         "batches is cut into batches 10x that)")
     ap.add_argument("--cprofile", metavar="FILE", help="write cProfile stats of the measured phase")
     ap.add_argument("--callgrind", action="store_true",
                     help="switch callgrind's instrumentation on only for the measured phase")
@@ -73,6 +76,8 @@ def main() -> None:
     tmp = tempfile.TemporaryDirectory(prefix="clout-worker-profile-")
     env = {"CLOUT_DATA_DIR": str(Path(tmp.name) / "data"), "CLOUT_WEBHOOK_SECRET_GENERIC": pb.SECRET,
            "CLOUT_API_TOKEN": pb.TOKEN, "CLOUT_QUEUE__NAME": f"profile-{uuid.uuid4().hex[:8]}"}
+    if args.batch_size:
+        env["CLOUT_QUEUE__BATCH_SIZE"] = str(args.batch_size)
     if os.environ.get("DATABASE_URL"):
         env["DATABASE_URL"] = os.environ["DATABASE_URL"]
         pb.prepare_database(os.environ["DATABASE_URL"])
