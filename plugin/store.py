@@ -492,21 +492,14 @@ class Store:
             yield conn
 
     @contextmanager
-    def _begin(self, conn: sa.Connection | None) -> Iterator[sa.Connection]:
-        """The caller's transaction (`conn`), or a new one that commits at the end."""
+    def _using(self, conn: sa.Connection | None, *, write: bool = True
+               ) -> Iterator[sa.Connection]:
+        """The caller's transaction (`conn`), or a connection of its own: in a transaction
+        that commits at the end when `write`, a plain one for reading otherwise."""
         if conn is not None:
             yield conn
             return
-        with self.engine.begin() as new:
-            yield new
-
-    @contextmanager
-    def _reading(self, conn: sa.Connection | None) -> Iterator[sa.Connection]:
-        """The caller's transaction (`conn`), or a connection of its own for reading."""
-        if conn is not None:
-            yield conn
-            return
-        with self.engine.connect() as new:
+        with (self.engine.begin() if write else self.engine.connect()) as new:
             yield new
 
     # -- upserts -------------------------------------------------------------
@@ -580,7 +573,7 @@ class Store:
             for c in items
         ]
         rows.sort(key=lambda r: r["id"])  # one lock order across concurrent batches: no deadlocks
-        with self._begin(conn) as conn:
+        with self._using(conn) as conn:
             self._upsert(conn, customers, rows, ["id"],
                          ["name", "email", "handles", "monthly_spend", "currency",
                           "contract_end", "facts_at", "updated_at"], newer="facts_at")
@@ -626,7 +619,7 @@ class Store:
                 "reported_priority": sa.func.coalesce(ex.desk_priority, t.reported_priority),
             }
 
-        with self._begin(conn) as conn:
+        with self._using(conn) as conn:
             self._upsert(conn, tickets, [{**r, "status": "open"} for r in prepared],  # new: open
                          ["source", "id"],
                          ["customer_id", "subject", "description", "last_event_id", "updated_at"],
@@ -648,7 +641,7 @@ class Store:
         """(source, id) -> the stored ticket: what ranking needs and where delivery stands."""
         if not keys:
             return {}
-        with self._reading(conn) as conn:
+        with self._using(conn, write=False) as conn:
             # By the whole primary key: `id IN (...)` alone scanned every ticket (profiled:
             # the cost of a batch grew with the size of the tickets table).
             t = tickets.c
@@ -667,7 +660,7 @@ class Store:
         if not ids:
             return {}
         c = customers.c
-        with self._reading(conn) as conn:
+        with self._using(conn, write=False) as conn:
             # Only what a Customer holds: every time column read is parsed (SQLite: text).
             result = conn.execute(sa.select(c.id, c.name, c.email, c.handles, c.monthly_spend,
                                             c.currency, c.contract_end)
@@ -1110,7 +1103,7 @@ class Store:
             if not ticket_ids:
                 return []
             cond.append(in_values(writes.c.ticket_id, list(ticket_ids)))
-        with self._begin(conn) as conn:
+        with self._using(conn) as conn:
             free = (sa.select(writes.c.id).where(*cond)
                     .order_by(writes.c.next_attempt_at, writes.c.id).limit(limit))
             if conn.dialect.name == "postgresql":
@@ -1172,7 +1165,7 @@ class Store:
         if not write_ids:
             return set()
         now = utcnow()
-        with self._begin(conn) as conn:
+        with self._using(conn) as conn:
             conn.execute(writes.update()
                          .where(in_values(writes.c.id, list(write_ids)),
                                 writes.c.lease_owner == owner,
@@ -1200,7 +1193,7 @@ class Store:
         # per-row statements were a tenth of a batch's time). A ticket, its outbox row and
         # its decisions belong together, so `decision_id IN (ours)` on a row of ticket T can
         # only match T's own decision: the same as comparing pair by pair.
-        with self._begin(conn) as conn:
+        with self._using(conn) as conn:
             if settled:
                 # Tickets first, then the outbox: the order record_decisions takes them in,
                 # so the two never deadlock on PostgreSQL.
@@ -1367,7 +1360,7 @@ class Store:
             return
         now = utcnow()
         rows = [{"desk": desk, "key": k, "value": v, "updated_at": now} for k, v in sorted(values.items())]
-        with self._begin(conn) as conn:
+        with self._using(conn) as conn:
             self._upsert(conn, desk_state, rows, ["desk", "key"], ["value", "updated_at"])
 
     def count_parked(self) -> dict[str, int]:
@@ -1427,7 +1420,7 @@ class Store:
                         conn: sa.Connection | None = None) -> dict[str, dict[str, Any]]:
         if not ticket_ids:
             return {}
-        with self._reading(conn) as conn:
+        with self._using(conn, write=False) as conn:
             rows = conn.execute(
                 sa.select(tickets.c.id, tickets.c.status, tickets.c.desk_priority,
                           tickets.c.clout_priority, tickets.c.clout_decision_id)
@@ -1456,7 +1449,7 @@ class Store:
         for d in items:
             if d.ticket_id not in newest or int(d.id) > int(newest[d.ticket_id].id):
                 newest[d.ticket_id] = d
-        with self._begin(conn) as conn:
+        with self._using(conn) as conn:
             # The desk is a column of the rows too: with `source = constant` SQLite's planner
             # walked the desk's tickets and searched the rows for each (measured: 100x slower).
             v = rows_relation(conn, [("source", sa.String), ("id", sa.String),

@@ -190,3 +190,47 @@ def test_the_local_desk_is_written_in_the_transaction_that_records_its_decisions
     assert tuple(row) == ("done", None)
     with pytest.raises(ValueError):  # no lease needs the caller's transaction
         store.claim_writes("generic", None, 30, 10)
+
+
+@pytest.mark.parametrize("leased", [True, False])
+def test_settling_several_failed_writes_at_once(runtime, leased):
+    """Every failed write of one settle call is recorded, with a lease (a desk over the
+    network) and without one (the local desk, inside the record transaction)."""
+    from connectors.crm.base import Decision
+    from plugin.store import WriteOutcome, writes
+
+    store = runtime.store
+    now = dt.datetime.now(dt.timezone.utc)
+    ids = [f"TF-{i}" for i in range(3)]
+    store.upsert_tickets([{"source": "generic", "id": t, "customer_id": "C-1", "subject": "s",
+                           "created_at": now.isoformat(), "last_event_id": f"e-{t}",
+                           "last_event_at": now.isoformat()} for t in ids])
+    store.record_decisions([
+        Decision(source="generic", ticket_id=t, customer_id="C-1", tier="high", priority="High",
+                 score=0.5, flags=(), reason="r", components={}, weights_version="w",
+                 decided_at=now.isoformat(), event_id=f"e-{t}") for t in ids])
+    later = now + dt.timedelta(minutes=5)
+
+    def settle(conn=None) -> None:
+        owner = "me" if leased else None
+        claimed = store.claim_writes("generic", owner, 30, 10, conn=conn)
+        assert len(claimed) == 3
+        store.settle_writes(owner, [
+            WriteOutcome(write_id=c.write_id, decision_id=int(c.decision.id), source="generic",
+                         ticket_id=c.decision.ticket_id, event_id=c.decision.event_id,
+                         status="retry" if i < 2 else "failed", error=f"503 #{i}",
+                         next_attempt_at=later)
+            for i, c in enumerate(claimed)], conn=conn)
+
+    if leased:
+        settle()
+    else:
+        with store.transaction() as conn:
+            settle(conn)
+    import sqlalchemy as sa
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(writes.c.state, writes.c.attempts, writes.c.last_error,
+                                      writes.c.lease_owner).order_by(writes.c.ticket_id)).all()
+    assert [tuple(r) for r in rows] == [("pending", 1, "503 #0", None),
+                                        ("pending", 1, "503 #1", None),
+                                        ("failed", 1, "503 #2", None)]
