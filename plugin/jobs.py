@@ -2,12 +2,14 @@
 
     drain_inbox()            the Redis inbox -> the store's event ledger -> process_events jobs
     process_events(keys)     claim those events, rank their tickets, queue the desk writes
+                             (a desk kept in the store is written before the decisions commit)
     flush_writes(desk)       write a desk's due decisions (after its flush window)
     reconcile()              re-drive whatever a crash or an outage left behind
 
 The ledger and the outbox in the store are the truth; a job is only a nudge.
 A job lost with a dead worker, run twice, or run late changes nothing: work
-is claimed under a lease, and every step is conditional on still holding it.
+is claimed under a lease, and every step is conditional on still holding it
+(or happens inside the one transaction that holds the rows, for the local desk).
 """
 
 from __future__ import annotations
