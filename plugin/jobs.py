@@ -39,7 +39,7 @@ def merge_customer(event_facts: Any, known: Customer | None) -> Customer:
         said = getattr(event_facts, name)
         return getattr(base, name) if said is None else said
 
-    # Built field by field: dataclasses.replace cost ~8 us a customer (profiled).
+    # Built field by field: dataclasses.replace cost ~8 us a customer (cProfile).
     return Customer(id=base.id, name=pick("name"), email=pick("email"), handles=handles,
                     monthly_spend=pick("monthly_spend"), currency=pick("currency"),
                     contract_end=pick("contract_end"))

@@ -291,7 +291,7 @@ def _executemany_sqlite(conn: sa.Connection, stmt: Any, rows: Sequence[dict[str,
     SQLAlchemy applies) is looked up once, and equal timestamps are formatted once.
     The values are gathered a column at a time and zipped into rows at the end: per
     value, that is one step of a list comprehension instead of a call through a getter
-    (callgrind: a third fewer instructions for the parameters).
+    (cProfile: 378,000 getter calls for a 6,000-event backlog).
     """
     cols = list(rows[0])
     compiled = stmt.compile(dialect=conn.dialect, column_keys=cols)
@@ -339,7 +339,7 @@ def _times(values: list[Any], process: Callable[[Any], Any]) -> list[Any]:
 
 def _with_id(d: Decision, decision_id: str) -> Decision:
     """`dataclasses.replace(d, id=...)`, spelled out: replace looks the fields up on every
-    call (profiled: ~8 us a decision, ~3% of a batch)."""
+    call (cProfile: ~8 us a call)."""
     return Decision(d.source, d.ticket_id, d.customer_id, d.tier, d.priority, d.score, d.flags,
                     d.reason, d.components, d.weights_version, d.decided_at, d.event_id,
                     decision_id)
@@ -1087,7 +1087,7 @@ class Store:
         `owner=None` (only with `conn`): the rows are held by the caller's transaction
         instead of a lease (PostgreSQL locks them, SQLite's write lock is already held),
         because they are settled before it commits; a lease would be written and cleared
-        again unseen (profiled on PostgreSQL: those two UPDATEs were ~6% of a batch).
+        again unseen (timed on PostgreSQL: those two UPDATEs were ~5% of a batch's statements).
         """
         if owner is None and conn is None:
             raise ValueError("claiming without a lease needs the caller's transaction")
