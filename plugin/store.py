@@ -1013,17 +1013,11 @@ class Store:
 
     def _queue_writes(self, conn: sa.Connection, items: Sequence[Decision],
                       now: dt.datetime, hold_ms: dict[str, int],
-                      event_at: dict[str, dt.datetime | None] | None = None) -> set[str]:
+                      event_at: dict[str, dt.datetime | None]) -> set[str]:
         """Put decisions in the outbox where they are newer than what waits there.
-        `event_at`: decision id -> its ticket's newest event time, when already read."""
+        `event_at`: decision id -> its ticket's newest event time (`_point_tickets`)."""
         if not items:
             return set()
-        if event_at is None or any(d.id not in event_at for d in items):
-            at = {(r.source, r.id): _as_utc(r.last_event_at) for r in conn.execute(
-                sa.select(tickets.c.source, tickets.c.id, tickets.c.last_event_at)
-                .where(_pairs_in(tickets.c.source, tickets.c.id,
-                                 [(d.source, d.ticket_id) for d in items])))}
-            event_at = {d.id: at.get((d.source, d.ticket_id)) for d in items}
         before = {
             (r.source, r.ticket_id): r.decision_id for r in conn.execute(
                 sa.select(writes.c.source, writes.c.ticket_id, writes.c.decision_id)
