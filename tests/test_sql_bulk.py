@@ -204,17 +204,45 @@ def test_time_text_is_what_the_bind_processors_write(runtime):
     two zones, early years, dates."""
     from sqlalchemy.dialects import sqlite
 
-    from plugin.store import _times
+    import sqlalchemy as sa
+    import pandas as pd
+
+    from plugin.store import _time_text, _times
 
     dialect = sqlite.dialect()
     stamp = sqlite.DATETIME().bind_processor(dialect)
     day = sqlite.DATE().bind_processor(dialect)
+    fast = _time_text(sa.DateTime(timezone=True), dialect, stamp)
+    assert fast is not stamp  # the positional format is in use for Clout's columns
     moments = [NOW, NOW.replace(microsecond=0), NOW.replace(tzinfo=None), None, NOW,
                NOW.astimezone(dt.timezone(dt.timedelta(hours=-7, minutes=-30))),
-               dt.datetime(5, 1, 2, 3, 4, 5), dt.date(2027, 2, 3)]
-    assert _times(moments, stamp) == [None if v is None else stamp(v) for v in moments]
+               dt.datetime(5, 1, 2, 3, 4, 5), dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
+               dt.date(2027, 2, 3), pd.Timestamp("2027-02-03 04:05:06.789", tz="UTC")]
+    want = [None if v is None else stamp(v) for v in moments]
+    assert _times(moments, stamp) == want
+    assert _times(moments, fast) == want
     days = [dt.date(2027, 2, 3), None, dt.date(9, 12, 31), dt.date(2027, 2, 3)]
     assert _times(days, day) == [None if v is None else day(v) for v in days]
+    # A type stored in another format keeps SQLAlchemy's own processor.
+    other = sqlite.DATETIME(truncate_microseconds=True)
+    assert _time_text(other, dialect, stamp) is stamp
+    # Equal values in distinct objects, and one object many times, format alike.
+    same = [NOW.replace(microsecond=7) for _ in range(3)] + [NOW] * 3
+    assert _times(same, stamp) == [stamp(v) for v in same]
+
+
+def test_naive_times_read_back_as_utc_like_replace():
+    """`_as_utc` builds its datetime with `combine` for speed; it must equal what
+    `replace(tzinfo=utc)` gives, fold and microseconds included, and leave aware or
+    missing values alone."""
+    from plugin.store import _as_utc
+
+    for naive in (NOW.replace(tzinfo=None), dt.datetime(5, 1, 2, 3, 4, 5, 6),
+                  dt.datetime(2026, 11, 1, 1, 30, fold=1), dt.datetime(9999, 12, 31, 23, 59, 59)):
+        got, want = _as_utc(naive), naive.replace(tzinfo=dt.timezone.utc)
+        assert (got, got.tzinfo, got.fold, type(got)) == (want, want.tzinfo, want.fold, type(want))
+    other = NOW.astimezone(dt.timezone(dt.timedelta(hours=5)))
+    assert _as_utc(other) is other and _as_utc(None) is None
 
 
 def test_hand_built_copies_match_dataclasses_replace():
