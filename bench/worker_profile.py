@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import gc
 import json
 import os
 import subprocess
@@ -95,8 +94,9 @@ def main() -> None:
         drain_inbox(deferred=True)
         run_jobs(rt)
         pb.post_many(app, "P", n, book)
-        gc.collect()
-        gc.freeze()  # as `clout worker` does after warming up
+        from plugin.worker import _freeze_heap
+
+        _freeze_heap()  # as `clout worker` does after warming up
 
         profiler = cProfile.Profile() if args.cprofile else None
         if args.callgrind:

@@ -133,6 +133,30 @@ def test_ticket_state_and_claims_keep_desks_apart(runtime):
     assert [c["payload"]["source"] for c in both] == ["generic"]  # zendesk's is leased to "me"
 
 
+def test_claiming_parks_events_that_used_up_their_attempts(runtime):
+    """Claimed rows come back from the claiming UPDATE in ledger order, attempts counted; an
+    event tried `max_attempts` times is parked, not claimed, and settled ones are skipped."""
+    now = dt.datetime.now(dt.timezone.utc).isoformat()
+    store = runtime.store
+    store.add_events([{"source": "generic", "event_id": f"P-{i}", "ticket_id": f"PT-{i}",
+                       "occurred_at": now, "payload": {"source": "generic", "event_id": f"P-{i}"}}
+                      for i in range(4)])
+    keys = [("generic", f"P-{i}") for i in (3, 0, 2, 1)]
+    first = store.claim_events(keys, "a", 30, max_attempts=2)
+    assert [c["payload"]["event_id"] for c in first] == ["P-0", "P-1", "P-2", "P-3"]
+    assert [c["attempts"] for c in first] == [1, 1, 1, 1]
+    # Released with a higher limit, so only the claim below can park them.
+    store.release_events("a", [c["id"] for c in first], error="boom", refund=False, max_attempts=99)
+    again = store.claim_events(keys[:2], "b", 30, max_attempts=2)  # P-3 and P-0: second tries
+    assert [c["attempts"] for c in again] == [2, 2]
+    store.release_events("b", [c["id"] for c in again], error="boom", refund=False,
+                         max_attempts=99)
+    third = store.claim_events(keys, "c", 30, max_attempts=2)
+    assert [c["payload"]["event_id"] for c in third] == ["P-1", "P-2"]
+    assert store.event_states(["P-0", "P-1", "P-2", "P-3"]) == {
+        "P-0": "failed", "P-1": "pending", "P-2": "pending", "P-3": "failed"}
+
+
 def _parsed(runtime, payload: dict[str, Any]) -> dict[str, Any]:
     """The TicketEvent dict the generic webhook makes of `payload` (as the inbox holds it)."""
     import json
@@ -234,3 +258,36 @@ def test_settling_several_failed_writes_at_once(runtime, leased):
     assert [tuple(r) for r in rows] == [("pending", 1, "503 #0", None),
                                         ("pending", 1, "503 #1", None),
                                         ("failed", 1, "503 #2", None)]
+
+
+def test_decisions_are_refused_when_another_worker_took_an_event_over(runtime):
+    """`record_decisions(owner=...)` checks, under the store's write lock, that every claimed
+    event is still leased to it: one taken over meanwhile refuses the whole batch (nothing
+    is written); with every lease held, the events move to `ranked` with their decisions."""
+    from connectors.crm.base import Decision
+    from plugin.store import Store
+
+    store: Store = runtime.store
+    now = dt.datetime.now(dt.timezone.utc).isoformat()
+    store.upsert_tickets([{"source": "generic", "id": f"LT-{i}", "customer_id": "C-1",
+                           "subject": "s", "created_at": now, "last_event_id": f"le-{i}",
+                           "last_event_at": now} for i in range(3)])
+    store.add_events([{"source": "generic", "event_id": f"le-{i}", "ticket_id": f"LT-{i}",
+                       "occurred_at": now, "payload": {}} for i in range(3)])
+    keys = [("generic", f"le-{i}") for i in range(3)]
+    ledger = {(k[0], k[1]): c["id"] for k, c in zip(keys, store.claim_events(keys, "a", -1))}
+    decisions = [Decision(source="generic", ticket_id=f"LT-{i}", customer_id="C-1", tier="high",
+                          priority="High", score=0.5, flags=(), reason="r", components={},
+                          weights_version="w", decided_at=now, event_id=f"le-{i}")
+                 for i in range(3)]
+    # "a"'s lease ran out (-1 s) and "b" took the last event over.
+    assert len(store.claim_events(keys[2:], "b", 30)) == 1
+    assert store.record_decisions(decisions, owner="a", ledger_ids=ledger) is None
+    assert store.count("decisions") == 0 and store.count("writes") == 0
+    assert set(store.event_states([f"le-{i}" for i in range(3)]).values()) == {"pending"}
+
+    ledger_b = {keys[2]: ledger[keys[2]]}
+    out = store.record_decisions(decisions[2:], owner="b", ledger_ids=ledger_b)
+    assert [d.ticket_id for d in out] == ["LT-2"]
+    assert store.event_states(["le-0", "le-1", "le-2"]) == {
+        "le-0": "pending", "le-1": "pending", "le-2": "ranked"}
