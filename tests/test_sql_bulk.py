@@ -262,3 +262,22 @@ def test_hand_built_copies_match_dataclasses_replace():
     merged = merge_customer(said, stored)
     assert merged == replace(stored, name="New", handles={"x": "new", "github": "g"})
     assert merge_customer(said, None) == Customer(id=stored.id, name="New", handles={"x": "new"})
+
+
+def test_sqlite_connections_commit_durably_with_a_larger_cache(tmp_path):
+    """Every SQLite connection the store opens is in WAL mode with fsynced commits (the
+    inbox is trimmed once the ledger has committed), a 32 MiB page cache and a ~40 MiB
+    checkpoint interval; read back from SQLite itself, on a fresh file."""
+    from plugin.store import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    try:
+        with engine.connect() as conn:
+            got = {name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+                   for name in ("journal_mode", "synchronous", "cache_size",
+                                "wal_autocheckpoint", "busy_timeout")}
+    finally:
+        engine.dispose()
+    # synchronous: 2 is FULL
+    assert got == {"journal_mode": "wal", "synchronous": 2, "cache_size": -32768,
+                   "wal_autocheckpoint": 10000, "busy_timeout": 30000}
