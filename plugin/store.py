@@ -936,8 +936,10 @@ class Store:
         outbox, and only if it is newer than what the outbox holds for that ticket; the
         decision it replaces there is `superseded`. Returns the decisions with their ids.
 
-        `then(conn, queued)` runs last, in the same transaction, with the decisions that
-        went into the outbox: a desk kept in this store is written before the commit.
+        `then(conn, queued)` runs in the same transaction, with the decisions that went
+        into the outbox: a desk kept in this store is written before the commit. It runs
+        before the claimed events move, so they move straight to the state the write left
+        their decisions in (`decided`, `closed`, ...; `ranked` if still to be written).
         """
         if not items:
             return []
@@ -986,10 +988,23 @@ class Store:
             if stale:
                 conn.execute(decisions.update().where(in_values(decisions.c.id, stale))
                              .values(status="superseded"))
+            settled: dict[str, str] = {}
+            if then is not None:
+                # Before the ledger moves: the events can then go straight to where the
+                # desk's write left them (one UPDATE of the batch's events instead of two;
+                # the write's own settle finds none of them `ranked` yet).
+                then(conn, [d for d in out if d.id in queued])
+                then = None
+                done = sorted(int(i) for i in queued)
+                if owner is not None and done:
+                    settled = {str(i): _EVENT_STATE[status] for i, status in conn.execute(
+                        sa.select(decisions.c.id, decisions.c.status)
+                        .where(in_values(decisions.c.id, done))) if status in _EVENT_STATE}
             if owner is not None:
                 # One ledger row per event, so one decision per row: a single statement.
                 moved = {ledger_ids[(d.source, d.event_id)]:
-                         ["ranked" if d.id in queued else "superseded", int(d.id)]
+                         [settled.get(d.id, "ranked") if d.id in queued else "superseded",
+                          int(d.id)]
                          for d in out if (d.source, d.event_id) in ledger_ids}
                 if moved:
                     v = rows_relation(conn, [("id", sa.Integer), ("state", sa.String),
@@ -1002,8 +1017,6 @@ class Store:
                 for state, group in _group(settle).items():
                     conn.execute(events.update().where(in_values(events.c.id, group)).values(
                         state=state, lease_owner=None, lease_until=None, updated_at=now))
-            if then is not None:
-                then(conn, [d for d in out if d.id in queued])
             return out
 
     @staticmethod

@@ -291,3 +291,50 @@ def test_decisions_are_refused_when_another_worker_took_an_event_over(runtime):
     assert [d.ticket_id for d in out] == ["LT-2"]
     assert store.event_states(["le-0", "le-1", "le-2"]) == {
         "le-0": "pending", "le-1": "pending", "le-2": "ranked"}
+
+
+def test_claimed_events_move_straight_to_where_the_local_desks_write_left_them(runtime):
+    """With the local desk written inside `record_decisions`, each claimed event moves once,
+    to its final state: written -> decided, an agent's own priority -> agent_override, a
+    closed ticket -> closed, and a paused desk (nothing written yet) -> ranked."""
+    import sqlalchemy as sa
+
+    from connectors.crm.base import Decision
+    from plugin.delivery import flush
+    from plugin.store import tickets
+
+    store = runtime.store
+    now = dt.datetime.now(dt.timezone.utc).isoformat()
+
+    def write(conn: Any, queued: list[Decision]) -> None:
+        flush(runtime, "generic", ticket_ids=sorted({d.ticket_id for d in queued}), conn=conn,
+              known={d.id: d for d in queued})
+
+    def batch(run: str, ticket_ids: list[str]) -> dict[str, str]:
+        events = [f"{run}-{t}" for t in ticket_ids]
+        store.upsert_tickets([{"source": "generic", "id": t, "customer_id": "C-1", "subject": "s",
+                               "created_at": now, "last_event_id": e, "last_event_at": now}
+                              for t, e in zip(ticket_ids, events)])
+        store.add_events([{"source": "generic", "event_id": e, "ticket_id": t, "occurred_at": now,
+                           "payload": {}} for t, e in zip(ticket_ids, events)])
+        claimed = store.claim_events([("generic", e) for e in events], "w", 30)
+        ledger = {("generic", e): c["id"] for e, c in zip(events, claimed)}
+        ds = [Decision(source="generic", ticket_id=t, customer_id="C-1", tier="high",
+                       priority="High", score=0.5, flags=(), reason="r", components={},
+                       weights_version="w", decided_at=now, event_id=e)
+              for t, e in zip(ticket_ids, events)]
+        assert store.record_decisions(ds, owner="w", ledger_ids=ledger, then=write) is not None
+        return store.event_states(events)
+
+    assert batch("one", ["FA", "FB", "FC"]) == {"one-FA": "decided", "one-FB": "decided",
+                                                "one-FC": "decided"}
+    with store.engine.begin() as conn:  # an agent changes FB's priority; FC is closed
+        conn.execute(tickets.update().where(tickets.c.id == "FB").values(desk_priority="Low"))
+        conn.execute(tickets.update().where(tickets.c.id == "FC").values(status="closed"))
+    assert batch("two", ["FA", "FB", "FC"]) == {"two-FA": "decided", "two-FB": "agent_override",
+                                                "two-FC": "closed"}
+    runtime.redis.set(runtime.settings.redis_key("desk-paused", "generic"), "1", ex=60)
+    assert batch("three", ["FD"]) == {"three-FD": "ranked"}
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(tickets.c.desk_priority).where(tickets.c.id == "FD")
+                            ).scalar_one() is None
