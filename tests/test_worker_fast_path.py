@@ -338,3 +338,13 @@ def test_claimed_events_move_straight_to_where_the_local_desks_write_left_them(r
     with store.engine.connect() as conn:
         assert conn.execute(sa.select(tickets.c.desk_priority).where(tickets.c.id == "FD")
                             ).scalar_one() is None
+
+
+def test_redis_replies_are_parsed_by_hiredis(runtime):
+    """hiredis is installed with Clout, and the runtime's Redis connections use it."""
+    pool = runtime.redis.connection_pool
+    conn = pool.get_connection()
+    try:
+        assert type(conn._parser).__name__ == "_HiredisParser"
+    finally:
+        pool.release(conn)
