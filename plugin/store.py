@@ -711,7 +711,7 @@ class Store:
             rows = conn.execute(  # only the columns `_ticket_dict` reads (each one is parsed)
                 sa.select(t.source, t.id, *(t[c] for c in _TICKET_STATE))
                 .where(_pairs_in(t.source, t.id, keys))
-            )
+            ).all()  # (`all`: one fetch from the driver, not one call per row)
             return {(r[0], r[1]): _ticket_dict(r[2:]) for r in rows}
 
     # -- reads ---------------------------------------------------------------
@@ -725,7 +725,7 @@ class Store:
             # Only what a Customer holds: every time column read is parsed (SQLite: text).
             result = conn.execute(sa.select(c.id, c.name, c.email, c.handles, c.monthly_spend,
                                             c.currency, c.contract_end)
-                                  .where(in_values(c.id, sorted(set(ids)))))
+                                  .where(in_values(c.id, sorted(set(ids))))).all()
             return {
                 cid: Customer(id=cid, name=name, email=email, handles=dict(handles or {}),
                               monthly_spend=spend, currency=currency,
@@ -818,7 +818,7 @@ class Store:
                 events.update().where(events.c.id.in_(free.scalar_subquery()))
                 .values(lease_owner=owner, attempts=events.c.attempts + 1,
                         lease_until=now + dt.timedelta(seconds=lease_seconds))
-                .returning(events.c.id, events.c.payload, events.c.attempts)).tuples(),
+                .returning(events.c.id, events.c.payload, events.c.attempts)).all(),
                 key=itemgetter(0))
             if len(rows) < len(keys):
                 # Only then can one of the rest have used up its attempts: it is parked.
@@ -999,7 +999,7 @@ class Store:
                 if owner is not None and done:
                     settled = {str(i): _EVENT_STATE[status] for i, status in conn.execute(
                         sa.select(decisions.c.id, decisions.c.status)
-                        .where(in_values(decisions.c.id, done))) if status in _EVENT_STATE}
+                        .where(in_values(decisions.c.id, done))).all() if status in _EVENT_STATE}
             if owner is not None:
                 # One ledger row per event, so one decision per row: a single statement.
                 moved = {ledger_ids[(d.source, d.event_id)]:
@@ -1092,7 +1092,7 @@ class Store:
             sa.select(tickets.c.decision_id, tickets.c.last_event_at).where(
                 # by primary key, then the decision
                 _pairs_in(tickets.c.source, tickets.c.id, keys),
-                in_values(tickets.c.decision_id, mine)))}
+                in_values(tickets.c.decision_id, mine))).all()}
 
     def _queue_writes(self, conn: sa.Connection, items: Sequence[Decision],
                       now: dt.datetime, hold_ms: dict[str, int],
@@ -1105,7 +1105,7 @@ class Store:
             (source, ticket): decision for source, ticket, decision in conn.execute(
                 sa.select(writes.c.source, writes.c.ticket_id, writes.c.decision_id)
                 .where(_pairs_in(writes.c.source, writes.c.ticket_id,
-                                [(d.source, d.ticket_id) for d in items])))
+                                [(d.source, d.ticket_id) for d in items]))).all()
         }
         rows = [{"source": d.source, "ticket_id": d.ticket_id, "decision_id": int(d.id),
                  "event_at": event_at.get(d.id), "state": "pending",
@@ -1135,7 +1135,7 @@ class Store:
             (source, ticket): decision for source, ticket, decision in conn.execute(
                 sa.select(writes.c.source, writes.c.ticket_id, writes.c.decision_id)
                 .where(_pairs_in(writes.c.source, writes.c.ticket_id,
-                                [(d.source, d.ticket_id) for d in items])))
+                                [(d.source, d.ticket_id) for d in items]))).all()
         }
         queued = {str(v) for v in after.values()} & {d.id for d in items}
         replaced = [old for key, old in before.items()
@@ -1224,7 +1224,7 @@ class Store:
         # Unpacked by position: see `_ticket_dict` for what a row's attribute costs.
         rows = sorted(conn.execute(
             free.with_only_columns(w.ticket_id, w.id, w.attempts, w.first_failed_at, w.state,
-                                   w.decision_id)).tuples(), key=itemgetter(0))
+                                   w.decision_id)).all(), key=itemgetter(0))
         missing = sorted({r[5] for r in rows if str(r[5]) not in known})
         found = dict(known)
         if missing:
@@ -1501,7 +1501,8 @@ class Store:
             rows = conn.execute(
                 sa.select(tickets.c.id, tickets.c.status, tickets.c.desk_priority,
                           tickets.c.clout_priority, tickets.c.clout_decision_id)
-                .where(tickets.c.source == source, in_values(tickets.c.id, list(ticket_ids))))
+                .where(tickets.c.source == source, in_values(tickets.c.id, list(ticket_ids)))
+            ).all()
             return {i: {"status": status, "priority": priority, "clout_priority": clout,
                         "clout_decision": decision}
                     for i, status, priority, clout, decision in rows}
@@ -1546,7 +1547,8 @@ class Store:
                         clout_written_at=now))
             shown = {i: decision for i, decision in conn.execute(
                 sa.select(t.id, t.clout_decision_id)
-                .where(t.source == source, in_values(t.id, sorted({d.ticket_id for d in items}))))}
+                .where(t.source == source, in_values(t.id, sorted({d.ticket_id for d in items})))
+            ).all()}
         return [d.ticket_id for d in items if shown.get(d.ticket_id) == d.id]
 
     # -- views ---------------------------------------------------------------
