@@ -333,17 +333,23 @@ def test_local_stack_restarts_a_dead_web_thread_on_its_port(runtime_with):
 
 @pytest.fixture()
 def port_5000_busy():
-    """Hold 127.0.0.1:5000 (if something else already does, that is just as busy)."""
-    sock = socket.socket()
-    try:
-        sock.bind(("127.0.0.1", 5000))
-        sock.listen()
-    except OSError:
-        sock.close()
-        sock = None
+    """Hold 127.0.0.1:5000 for the whole test. If another process holds it, wait for it to
+    let go: it may do so mid-test (seen when another suite or a demo ran on the machine),
+    and the port would then be free after all."""
+    deadline = time.monotonic() + 20
+    while True:
+        sock = socket.socket()
+        try:
+            sock.bind(("127.0.0.1", 5000))
+            sock.listen()
+            break
+        except OSError:
+            sock.close()
+            if time.monotonic() > deadline:
+                pytest.skip("127.0.0.1:5000 stayed held by another process")
+            time.sleep(0.2)
     yield 5000
-    if sock is not None:
-        sock.close()
+    sock.close()
 
 
 def test_web_falls_back_to_a_free_port_when_5000_is_busy(tmp_path: Path, port_5000_busy):
