@@ -333,6 +333,10 @@ def test_claimed_events_move_straight_to_where_the_local_desks_write_left_them(r
         conn.execute(tickets.update().where(tickets.c.id == "FC").values(status="closed"))
     assert batch("two", ["FA", "FB", "FC"]) == {"two-FA": "decided", "two-FB": "agent_override",
                                                 "two-FC": "closed"}
+    # The event whose decision each ticket shows: only FA's changed.
+    state = store.ticket_state([("generic", t) for t in ("FA", "FB", "FC")])
+    assert [state[("generic", t)]["decided_event_id"] for t in ("FA", "FB", "FC")] == [
+        "two-FA", "one-FB", "one-FC"]
     runtime.redis.set(runtime.settings.redis_key("desk-paused", "generic"), "1", ex=60)
     assert batch("three", ["FD"]) == {"three-FD": "ranked"}
     with store.engine.connect() as conn:
@@ -348,3 +352,31 @@ def test_redis_replies_are_parsed_by_hiredis(runtime):
         assert type(conn._parser).__name__ == "_HiredisParser"
     finally:
         pool.release(conn)
+
+
+def test_the_local_desk_write_records_the_shown_event_only_for_the_current_decision(runtime):
+    """`write_local_desk` also sets `decided_event_id`, but only where the decision it writes
+    is the ticket's current one (as settling the write would); settling afterwards changes
+    nothing more."""
+    from connectors.crm.base import Decision
+
+    store = runtime.store
+    now = dt.datetime.now(dt.timezone.utc).isoformat()
+    store.upsert_tickets([{"source": "generic", "id": t, "customer_id": "C-1", "subject": "s",
+                           "created_at": now, "last_event_id": f"{t}-e1", "last_event_at": now}
+                          for t in ("DA", "DB")])
+    ds = [Decision(source="generic", ticket_id=t, customer_id="C-1", tier="high",
+                   priority="High", score=0.5, flags=(), reason="r", components={},
+                   weights_version="w", decided_at=now, event_id=f"{t}-e1") for t in ("DA", "DB")]
+    recorded = store.record_decisions(ds)  # both current, pending in the outbox
+    # A newer event makes another decision DB's current one before the older is written.
+    store.upsert_tickets([{"source": "generic", "id": "DB", "customer_id": "C-1", "subject": "s",
+                           "created_at": now, "last_event_id": "DB-e2", "last_event_at": now}])
+    newer = Decision(source="generic", ticket_id="DB", customer_id="C-1", tier="low",
+                     priority="Low", score=0.1, flags=(), reason="r", components={},
+                     weights_version="w", decided_at=now, event_id="DB-e2")
+    store.record_decisions([newer])
+    assert sorted(store.write_local_desk("generic", recorded)) == ["DA", "DB"]
+    state = store.ticket_state([("generic", "DA"), ("generic", "DB")])
+    assert state[("generic", "DA")]["decided_event_id"] == "DA-e1"
+    assert state[("generic", "DB")]["decided_event_id"] is None  # DB-e1 is no longer current
