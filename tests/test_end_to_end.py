@@ -148,6 +148,18 @@ def test_many_events_in_one_job_are_ranked_together(runtime):
     work(runtime)
     assert runtime.store.count("influence_history") == 15
 
+    # A big batch's job result lists a sample of its tickets; the store has them all.
+    from plugin.jobs import RESULT_TICKETS
+
+    n = RESULT_TICKETS + 7
+    big = submit(runtime, [TicketEvent(source="generic", event_id=f"big{i}", occurred_at=now,
+                                       ticket_id=f"T-BIG{i}", customer=CustomerFacts(id=f"C-B{i}"))
+                           .to_dict() for i in range(n)])
+    work(runtime)
+    summary = big.return_value()
+    assert summary["decided"] == n and len(summary["tickets"]) == RESULT_TICKETS
+    assert len(runtime.store.decided_events([f"big{i}" for i in range(n)])) == n
+
 
 def test_a_failing_event_is_retried_then_parked_for_an_operator(runtime_with, tmp_path):
     """A real failure (the snapshot file is missing) counts an attempt; after
