@@ -22,6 +22,7 @@ from operator import itemgetter
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.engine import Engine
 
 from connectors.crm.base import Customer, Decision
@@ -327,9 +328,7 @@ def _time_text(type_: Any, dialect: Any, process: Callable[[Any], Any]) -> Calla
     the processor at 5% of a batch). Anything else, or a type stored in another format,
     goes through `process`."""
     impl = type_.dialect_impl(dialect)
-    if getattr(impl, "_storage_format", None) != (
-            "%(year)04d-%(month)02d-%(day)02d "
-            "%(hour)02d:%(minute)02d:%(second)02d.%(microsecond)06d"):
+    if getattr(impl, "_storage_format", None) != SQLITE_DATETIME._storage_format:
         return process
     datetime = dt.datetime
 
@@ -994,7 +993,6 @@ class Store:
                 # desk's write left them (one UPDATE of the batch's events instead of two;
                 # the write's own settle finds none of them `ranked` yet).
                 then(conn, [d for d in out if d.id in queued])
-                then = None
                 done = sorted(int(i) for i in queued)
                 if owner is not None and done:
                     settled = {str(i): _EVENT_STATE[status] for i, status in conn.execute(
