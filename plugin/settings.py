@@ -55,6 +55,9 @@ class ServiceConfig(_Section):
 class QueueConfig(_Section):
     name: str = Field("clout", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     batch_size: int = Field(200, ge=1, le=10_000)
+    # PostgreSQL: a big batch is decided in this many parts at once, on threads, so the
+    # worker's Python runs while the server executes the other part's statements.
+    decide_parts: int = Field(2, ge=1, le=8)
     job_timeout: int = Field(300, ge=1)
     result_ttl: int = Field(3600, ge=0)
 

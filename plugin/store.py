@@ -33,6 +33,14 @@ from .sql_lists import in_values, rows_relation
 
 metadata = sa.MetaData()
 
+# PostgreSQL leaves this share of each page of the hot tables free, so a row updated
+# without changing an indexed column (a decision's status, a ticket's desk fields) gets
+# its new version on the same page without new index entries (a "HOT" update).
+# Measured in `bench/worker_profile.py`: ~9,000 of 20,000 decision updates and ~3,000 of
+# the tickets' became HOT (none before), ~5% more events/s. Applies to tables this
+# creates; see the README for existing ones.
+HOT_TABLE = {"postgresql_with": {"fillfactor": 70}}
+
 customers = sa.Table(
     "customers",
     metadata,
@@ -79,6 +87,7 @@ tickets = sa.Table(
     sa.Column("tier_rank", sa.Integer),  # 0 = urgent ... 3 = low
     sa.Column("score", sa.Float),
     sa.Index("ix_tickets_queue", "status", "tier_rank", "score"),
+    **HOT_TABLE,
 )
 
 decisions = sa.Table(
@@ -101,6 +110,7 @@ decisions = sa.Table(
     sa.Column("status", sa.String(16), nullable=False, default="pending"),
     sa.Column("written_at", sa.DateTime(timezone=True)),
     sa.Index("ix_decisions_ticket", "source", "ticket_id", "decided_at"),
+    **HOT_TABLE,
 )
 
 # The event ledger: every accepted event, from the moment it leaves the Redis inbox
@@ -127,6 +137,7 @@ events = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("source", "event_id", name="uq_events_source_event"),
     sa.Index("ix_events_state", "state", "lease_until"),
+    **HOT_TABLE,
 )
 
 # The desk outbox: at most one row per ticket, holding the newest decision still to be
@@ -152,6 +163,7 @@ writes = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("source", "ticket_id", name="uq_writes_ticket"),
     sa.Index("ix_writes_due", "source", "state", "next_attempt_at"),
+    **HOT_TABLE,
 )
 
 # Small per-desk facts that must outlive a process: a catch-up poll's watermark, the
@@ -534,6 +546,11 @@ class Store:
         except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError):
             # Several processes starting at once race CREATE TABLE; the loser checks again.
             metadata.create_all(self.engine)
+
+    @property
+    def concurrent_writers(self) -> bool:
+        """Whether transactions can write at once (row locks), or one at a time (SQLite)."""
+        return self.engine.dialect.name != "sqlite"
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
