@@ -60,6 +60,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None,
                     help="queue.batch_size (default: the setting's; a backlog deeper than 10 "
                          "batches is cut into batches 10x that)")
+    ap.add_argument("--decide-parts", type=int, default=None,
+                    help="queue.decide_parts (PostgreSQL; cProfile sees only this thread, so "
+                         "profile with 1)")
     ap.add_argument("--cprofile", metavar="FILE", help="write cProfile stats of the measured phase")
     ap.add_argument("--callgrind", action="store_true",
                     help="switch callgrind's instrumentation on only for the measured phase")
@@ -77,6 +80,8 @@ def main() -> None:
            "CLOUT_API_TOKEN": pb.TOKEN, "CLOUT_QUEUE__NAME": f"profile-{uuid.uuid4().hex[:8]}"}
     if args.batch_size:
         env["CLOUT_QUEUE__BATCH_SIZE"] = str(args.batch_size)
+    if args.decide_parts:
+        env["CLOUT_QUEUE__DECIDE_PARTS"] = str(args.decide_parts)
     if os.environ.get("DATABASE_URL"):
         env["DATABASE_URL"] = os.environ["DATABASE_URL"]
         pb.prepare_database(os.environ["DATABASE_URL"])

@@ -21,7 +21,7 @@ Only for lists of strings or integers (keys): JSON would not keep other types ap
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -105,6 +105,22 @@ def _plain(value: Any, postgres: bool) -> Any:
     return value
 
 
+def _time_converter(type_: Any, postgres: bool) -> Callable[[Any], Any]:
+    """How one time column's values go into the JSON. For a PostgreSQL `timestamptz` column,
+    an aware datetime's own ISO text (any offset) is what the server parses and stores as
+    UTC, so it skips `_plain`'s conversion to UTC first: about half the cost, on ~15 time
+    values an event. A column without a time zone still gets UTC wall time (`_plain`)."""
+    if not (postgres and getattr(type_, "timezone", False) is True):
+        return lambda value: _plain(value, postgres)
+
+    def text(value: Any) -> Any:
+        if type(value) is dt.datetime and value.tzinfo is not None:
+            return value.isoformat()
+        return _plain(value, True)
+
+    return text
+
+
 def rows_relation(conn: Any, columns: Sequence[tuple[str, Any]], rows: Iterable[Sequence[Any]],
                   name: str = "v") -> Any:
     """Rows as a relation to join against in one statement, bound as ONE JSON value.
@@ -119,15 +135,15 @@ def rows_relation(conn: Any, columns: Sequence[tuple[str, Any]], rows: Iterable[
     """
     postgres = conn.dialect.name == "postgresql"
     # Only time columns need converting: the rest go to JSON as they are.
-    times = [i for i, (_, type_) in enumerate(columns)
+    times = [(i, _time_converter(type_, postgres)) for i, (_, type_) in enumerate(columns)
              if isinstance(type_, (sa.DateTime, sa.Date))
              or (isinstance(type_, type) and issubclass(type_, (sa.DateTime, sa.Date)))]
     if times:
         converted = []
         for row in rows:
             row = list(row)
-            for i in times:
-                row[i] = _plain(row[i], postgres)
+            for i, convert in times:
+                row[i] = convert(row[i])
             converted.append(row)
         rows = converted
     payload = jsontext.dumps(rows if isinstance(rows, list) else list(rows))

@@ -100,6 +100,43 @@ def test_rows_relation_values_read_back_as_sqlalchemy_writes_them(runtime):
     assert two.desk_flags == [] and two.clout_written_at is None and two.desk_reason is None
 
 
+def test_rows_relation_times_in_any_zone_are_the_same_instant(runtime):
+    """Aware times in other zones, a fold, naive times (taken as UTC), a pandas Timestamp and
+    a column without a time zone (UTC wall time) all read back as the instant they name."""
+    import pandas as pd
+
+    store = runtime.store
+    _tickets(store, 7)
+    india = dt.timezone(dt.timedelta(hours=5, minutes=30))
+    pacific = dt.timezone(dt.timedelta(hours=-8))
+    base = dt.datetime(2026, 11, 1, 8, 30, 15, 123456, tzinfo=dt.timezone.utc)
+    values = {"T-1": base, "T-2": base.astimezone(india), "T-3": base.astimezone(pacific),
+              "T-4": base.replace(tzinfo=None), "T-5": pd.Timestamp(base.astimezone(india)),
+              "T-6": base.astimezone(pacific).replace(fold=1)}
+    plain = sa.Table("plain_times", sa.MetaData(), sa.Column("id", sa.String(8), primary_key=True),
+                     sa.Column("at", sa.DateTime(timezone=False)))
+    plain.create(store.engine)
+    try:
+        with store.engine.begin() as conn:
+            v = rows_relation(conn, [("id", sa.String), ("at", sa.DateTime(timezone=True))],
+                              sorted(values.items()))
+            assert conn.execute(tickets.update()
+                                .where(tickets.c.source == "generic", tickets.c.id == v.c.id)
+                                .values(clout_written_at=v.c.at)).rowcount == 6
+            w = rows_relation(conn, [("id", sa.String), ("at", sa.DateTime(timezone=False))],
+                              sorted(values.items()))
+            conn.execute(plain.insert().from_select(["id", "at"], sa.select(w.c.id, w.c.at)))
+        with store.engine.connect() as conn:
+            got = dict(conn.execute(sa.select(tickets.c.id, tickets.c.clout_written_at)
+                                    .where(tickets.c.id.in_(list(values)))).all())
+            wall = dict(conn.execute(sa.select(plain.c.id, plain.c.at)).all())
+    finally:
+        plain.drop(store.engine)
+    for ticket, at in got.items():
+        assert (at if at.tzinfo else at.replace(tzinfo=dt.timezone.utc)) == base, ticket
+    assert set(wall.values()) == {base.replace(tzinfo=None)}, wall
+
+
 def _decision(ticket: str, decision_id: str = "", event: str = "e", priority: str = "High") -> Decision:
     return Decision(source="generic", ticket_id=ticket, customer_id="C-1", tier="high",
                     priority=priority, score=0.5, flags=("VIP",), reason="why", components={},
