@@ -109,14 +109,21 @@ def _time_converter(type_: Any, postgres: bool) -> Callable[[Any], Any]:
     """How one time column's values go into the JSON. For a PostgreSQL `timestamptz` column,
     an aware datetime's own ISO text (any offset) is what the server parses and stores as
     UTC, so it skips `_plain`'s conversion to UTC first: about half the cost, on ~15 time
-    values an event. A column without a time zone still gets UTC wall time (`_plain`)."""
-    if not (postgres and getattr(type_, "timezone", False) is True):
-        return lambda value: _plain(value, postgres)
+    values an event. A column without a time zone still gets UTC wall time (`_plain`).
+    The last value is remembered by identity: a batch's `updated_at` is one object in
+    every row (a third of the time values), and an identity check costs next to nothing."""
+    fast = postgres and getattr(type_, "timezone", False) is True
+    last: list[Any] = [None, None]
 
     def text(value: Any) -> Any:
-        if type(value) is dt.datetime and value.tzinfo is not None:
-            return value.isoformat()
-        return _plain(value, True)
+        if value is last[0]:
+            return last[1]
+        if fast and type(value) is dt.datetime and value.tzinfo is not None:
+            out = value.isoformat()
+        else:
+            out = _plain(value, postgres)
+        last[0], last[1] = value, out
+        return out
 
     return text
 

@@ -990,11 +990,13 @@ class Store:
                     if held != len(set(claimed)):
                         conn.rollback()
                         return None
+            # A batch is decided at one moment: its text is parsed once, not once a row.
+            decided_at = {text: _parse_ts(text) for text in {d.decided_at for d in ordered}}
             rows = [dict(source=d.source, ticket_id=d.ticket_id, customer_id=d.customer_id,
                          event_id=d.event_id or None, tier=d.tier, priority=d.priority,
                          score=d.score, flags=list(d.flags), reason=d.reason,
                          components=dict(d.components), weights_version=d.weights_version,
-                         decided_at=_parse_ts(d.decided_at), status="pending") for d in ordered]
+                         decided_at=decided_at[d.decided_at], status="pending") for d in ordered]
             ids = self._insert_decisions(conn, rows, writing=writing)
             out = [_with_id(d, str(i)) for d, i in zip(ordered, ids, strict=True)]
             current = self._point_tickets(conn, out)
