@@ -44,7 +44,12 @@ class _KeyList(sa.types.TypeDecorator):
 
     def load_dialect_impl(self, dialect: Any) -> Any:
         if dialect.name == "postgresql":
-            return dialect.type_descriptor(postgresql.ARRAY(self.item_type))
+            item = self.item_type
+            if isinstance(item, sa.String) and item.length:
+                # `::VARCHAR(128)[]` would cut a longer key to 128 characters, and the cut
+                # key could then match another row: compare the whole key.
+                item = sa.String()
+            return dialect.type_descriptor(postgresql.ARRAY(item))
         return dialect.type_descriptor(sa.Text())
 
     def process_bind_param(self, value: Any, dialect: Any) -> Any:
