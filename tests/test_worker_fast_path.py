@@ -12,7 +12,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from conftest import submit, work
-from plugin.inbox import BACKLOG_FACTOR, batch_size_for, drain, drain_flag_key, inbox_key
+from plugin.inbox import BACKLOG_FACTOR, BACKLOG_GROWTH, batch_size_for, drain, drain_flag_key, inbox_key
 
 BATCH = 10
 
@@ -38,17 +38,17 @@ def _batches(runtime) -> list[list[list[str]]]:
 def test_batch_size_grows_only_under_a_backlog():
     assert batch_size_for(1, 200) == 200
     assert batch_size_for(200 * BACKLOG_FACTOR, 200) == 200
-    assert batch_size_for(200 * BACKLOG_FACTOR + 1, 200) == 200 * BACKLOG_FACTOR
+    assert batch_size_for(200 * BACKLOG_FACTOR + 1, 200) == 200 * BACKLOG_GROWTH == 5000
     assert batch_size_for(10**9, 5000) == 10_000  # the setting's own ceiling
 
 
 def test_a_backlog_is_cut_into_bigger_batches_each_event_once(runtime, post_generic):
-    total = BATCH * BACKLOG_FACTOR * 2 + 7
+    total = BATCH * BACKLOG_GROWTH * 2 + 7
     for i in range(total):
         assert post_generic(_event(i)).status_code == 202
     assert drain(runtime.redis, runtime.settings, runtime.store) == {"batches": 3, "events": total}
     sizes = [len(b) for b in _batches(runtime)]
-    assert sizes == [BATCH * BACKLOG_FACTOR, BATCH * BACKLOG_FACTOR, 7]
+    assert sizes == [BATCH * BACKLOG_GROWTH, BATCH * BACKLOG_GROWTH, 7]
     keys = [k[1] for b in _batches(runtime) for k in b]
     assert sorted(keys) == sorted(f"r-evt-{i}" for i in range(total))
     work(runtime)
