@@ -110,10 +110,10 @@ def process_events(keys: list[list[str]]) -> dict[str, Any]:
     if not claimed:
         return {"claimed": 0, "decided": 0}
     ids = [c["id"] for c in claimed]
-    parts = split_batch(claimed, _part_count(rt, len(claimed)))
     try:
         with LeaseKeeper(lambda: rt.store.extend_event_leases(owner, ids, cfg.lease_seconds),
                          every=cfg.lease_seconds / 3):
+            parts = split_batch(claimed, _part_count(rt, len(claimed)))
             if len(parts) == 1:
                 return _decide(rt, owner, claimed)
             return _decide_in_parts(rt, owner, parts)
@@ -177,10 +177,15 @@ def split_batch(claimed: list[dict[str, Any]], n: int) -> list[list[dict[str, An
         return node
 
     def ticket(c: dict[str, Any]) -> tuple[str, ...]:
-        return ("t", c["payload"]["source"], c["payload"]["ticket_id"])
+        p = c["payload"]
+        return ("t", str(p.get("source")), str(p.get("ticket_id")))
+
+    def customer(c: dict[str, Any]) -> tuple[str, ...]:
+        # A payload without one still gets a part; `_decide` then refuses it as usual.
+        return ("c", str((c["payload"].get("customer") or {}).get("id")))
 
     for c in claimed:
-        a, b = root(ticket(c)), root(("c", str(c["payload"]["customer"]["id"])))
+        a, b = root(ticket(c)), root(customer(c))
         if a != b:
             parent[a] = b
     groups: dict[tuple[str, ...], list[int]] = {}

@@ -123,7 +123,7 @@ def _time_converter(type_: Any, postgres: bool) -> Callable[[Any], Any]:
     def text(value: Any) -> Any:
         if value is last[0]:
             return last[1]
-        if fast and type(value) is dt.datetime and value.tzinfo is not None:
+        if fast and type(value) is dt.datetime and value.utcoffset() is not None:
             out = value.isoformat()
         else:
             out = _plain(value, postgres)

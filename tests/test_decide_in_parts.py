@@ -51,6 +51,9 @@ def test_split_degenerate_cases():
     assert split_batch([], 2) == [[]]
     alone = _claimed([(f"T{i}", f"C{i}") for i in range(3)])
     assert [len(p) for p in split_batch(alone, 8)] == [1, 1, 1]  # no empty parts
+    # A payload without a customer still lands in a part (deciding it then fails as usual).
+    odd = alone + [{"id": 9, "payload": {"source": "generic", "event_id": "e9", "ticket_id": "T9"}}]
+    assert sorted(c["id"] for p in split_batch(odd, 2) for c in p) == [0, 1, 2, 9]
 
 
 def test_only_a_store_with_concurrent_writers_splits(runtime):
