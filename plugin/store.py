@@ -29,7 +29,7 @@ from connectors.crm.base import Customer, Decision
 from ranking.weights import TIERS
 
 from . import jsontext
-from .sql_lists import in_values, rows_relation
+from .sql_lists import SQLITE_TIME, format_times, in_values, rows_relation
 
 metadata = sa.MetaData()
 
@@ -324,14 +324,11 @@ def _executemany_sqlite(conn: sa.Connection, stmt: Any, rows: Sequence[dict[str,
         if process is None:
             columns.append(values)
         elif isinstance(bind.type, (sa.DateTime, sa.Date)):
-            columns.append(_times(values, _time_text(bind.type, dialect, process)))
+            columns.append(format_times(values, _time_text(bind.type, dialect, process)))
         else:
             columns.append([None if v is None else process(v) for v in values])
     params = list(zip(*columns)) if columns else [()] * len(rows)
     return conn.exec_driver_sql(compiled.string, params)
-
-
-_SQLITE_DATETIME = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
 
 
 def _time_text(type_: Any, dialect: Any, process: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -346,37 +343,11 @@ def _time_text(type_: Any, dialect: Any, process: Callable[[Any], Any]) -> Calla
 
     def text(value: Any) -> Any:
         if type(value) is datetime:
-            return _SQLITE_DATETIME % (value.year, value.month, value.day, value.hour,
+            return SQLITE_TIME % (value.year, value.month, value.day, value.hour,
                                        value.minute, value.second, value.microsecond)
         return process(value)
 
     return text
-
-
-def _times(values: list[Any], process: Callable[[Any], Any]) -> list[Any]:
-    """A time column's values through its bind processor, each distinct value formatted
-    once (the rows of a batch share their `now`, and many events their times). The zone
-    is part of the key: equal instants in two zones are written as each one's own wall
-    time. An object seen before is found by identity first (`values` keeps it alive):
-    hashing an aware datetime costs about a seventh of formatting it (callgrind).
-    (`isoformat` was tried instead of the processor: callgrind counted more
-    instructions, as CPython formats its fields through the C library's printf.)"""
-    memo: dict[Any, Any] = {}
-    seen: dict[int, Any] = {}
-    out = []
-    for value in values:
-        if value is None:
-            out.append(None)
-            continue
-        got = seen.get(id(value))
-        if got is None:
-            key = (value, getattr(value, "tzinfo", None))
-            got = memo.get(key)
-            if got is None:
-                got = memo[key] = process(value)
-            seen[id(value)] = got
-        out.append(got)
-    return out
 
 
 def _with_id(d: Decision, decision_id: str) -> Decision:

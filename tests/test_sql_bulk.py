@@ -273,7 +273,8 @@ def test_time_text_is_what_the_bind_processors_write(runtime):
     import sqlalchemy as sa
     import pandas as pd
 
-    from plugin.store import _time_text, _times
+    from plugin.sql_lists import format_times as _times
+    from plugin.store import _time_text
 
     dialect = sqlite.dialect()
     stamp = sqlite.DATETIME().bind_processor(dialect)
