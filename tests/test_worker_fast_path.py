@@ -380,3 +380,45 @@ def test_the_local_desk_write_records_the_shown_event_only_for_the_current_decis
     state = store.ticket_state([("generic", "DA"), ("generic", "DB")])
     assert state[("generic", "DA")]["decided_event_id"] == "DA-e1"
     assert state[("generic", "DB")]["decided_event_id"] is None  # DB-e1 is no longer current
+
+
+# What claiming, renewing and re-queueing an event write: none of it may be indexed, so those
+# updates touch no index (PostgreSQL: the new row version can stay on its page, "HOT").
+LEASE_COLUMNS = {"lease_owner", "lease_until", "attempts"}
+
+
+def test_leasing_an_event_writes_no_indexed_column(runtime):
+    """No index of the ledger holds what a claim writes; on PostgreSQL the claim's new row
+    versions are then heap-only (HOT) where their page has room, and the server's own
+    counter says so (it counted none while `lease_until` was indexed)."""
+    import time
+
+    import sqlalchemy as sa
+
+    store = runtime.store
+    inspector = sa.inspect(store.engine)
+    indexed = [set(ix["column_names"]) for ix in inspector.get_indexes("events")]
+    indexed += [set(u["column_names"]) for u in inspector.get_unique_constraints("events")]
+    indexed.append(set(inspector.get_pk_constraint("events")["constrained_columns"]))
+    assert {"state"} in indexed  # what reconcile and the failed list look up by
+    assert all(not (cols & LEASE_COLUMNS) for cols in indexed), indexed
+
+    now = dt.datetime.now(dt.timezone.utc).isoformat()
+    store.add_events([{"source": "generic", "event_id": f"H-{i}", "ticket_id": f"HT-{i}",
+                       "occurred_at": now, "payload": {"source": "generic", "event_id": f"H-{i}"}}
+                      for i in range(40)])
+    claimed = store.claim_events([("generic", f"H-{i}") for i in range(40)], "hot", 30)
+    assert [c["attempts"] for c in claimed] == [1] * 40
+    if store.engine.dialect.name != "postgresql":
+        return  # SQLite has no row versions; the index check above is what matters there
+    hot_query = sa.text("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+                        "WHERE relid = 'events'::regclass")
+    deadline = time.monotonic() + 15  # an idle backend reports its counts within ~10 s
+    while True:
+        with store.engine.connect() as conn:
+            updated, hot = conn.execute(hot_query).one()
+        if updated >= 40 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert updated >= 40
+    assert hot > 0
