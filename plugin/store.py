@@ -29,7 +29,7 @@ from connectors.crm.base import Customer, Decision
 from ranking.weights import TIERS
 
 from . import jsontext
-from .sql_lists import SQLITE_TIME, format_times, in_values, rows_relation
+from .sql_lists import format_times, in_values, rows_relation, sqlite_time
 
 metadata = sa.MetaData()
 
@@ -345,8 +345,7 @@ def _time_text(type_: Any, dialect: Any, process: Callable[[Any], Any]) -> Calla
 
     def text(value: Any) -> Any:
         if type(value) is datetime:
-            return SQLITE_TIME % (value.year, value.month, value.day, value.hour,
-                                       value.minute, value.second, value.microsecond)
+            return sqlite_time(value)
         return process(value)
 
     return text

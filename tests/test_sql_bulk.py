@@ -265,7 +265,7 @@ def test_json_text_round_trips_and_falls_back_for_what_orjson_refuses():
 
 
 def test_time_text_is_what_the_bind_processors_write(runtime):
-    """`_times` (each distinct value formatted once) writes what SQLAlchemy's own processor
+    """`format_times` (each distinct value formatted once) writes what SQLAlchemy's own processor
     writes, value by value: no microseconds, naive and aware values, equal instants in
     two zones, early years, dates."""
     from sqlalchemy.dialects import sqlite
@@ -273,7 +273,7 @@ def test_time_text_is_what_the_bind_processors_write(runtime):
     import sqlalchemy as sa
     import pandas as pd
 
-    from plugin.sql_lists import format_times as _times
+    from plugin.sql_lists import format_times
     from plugin.store import _time_text
 
     dialect = sqlite.dialect()
@@ -286,16 +286,16 @@ def test_time_text_is_what_the_bind_processors_write(runtime):
                dt.datetime(5, 1, 2, 3, 4, 5), dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
                dt.date(2027, 2, 3), pd.Timestamp("2027-02-03 04:05:06.789", tz="UTC")]
     want = [None if v is None else stamp(v) for v in moments]
-    assert _times(moments, stamp) == want
-    assert _times(moments, fast) == want
+    assert format_times(moments, stamp) == want
+    assert format_times(moments, fast) == want
     days = [dt.date(2027, 2, 3), None, dt.date(9, 12, 31), dt.date(2027, 2, 3)]
-    assert _times(days, day) == [None if v is None else day(v) for v in days]
+    assert format_times(days, day) == [None if v is None else day(v) for v in days]
     # A type stored in another format keeps SQLAlchemy's own processor.
     other = sqlite.DATETIME(truncate_microseconds=True)
     assert _time_text(other, dialect, stamp) is stamp
     # Equal values in distinct objects, and one object many times, format alike.
     same = [NOW.replace(microsecond=7) for _ in range(3)] + [NOW] * 3
-    assert _times(same, stamp) == [stamp(v) for v in same]
+    assert format_times(same, stamp) == [stamp(v) for v in same]
 
 
 def test_naive_times_read_back_as_utc_like_replace():

@@ -12,6 +12,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from conftest import submit, work
+from crash_harness import wait_for
 from plugin.inbox import BACKLOG_FACTOR, BACKLOG_GROWTH, batch_size_for, drain, drain_flag_key, inbox_key
 
 BATCH = 10
@@ -391,8 +392,6 @@ def test_leasing_an_event_writes_no_indexed_column(runtime):
     """No index of the ledger holds what a claim writes; on PostgreSQL the claim's new row
     versions are then heap-only (HOT) where their page has room, and the server's own
     counter says so (it counted none while `lease_until` was indexed)."""
-    import time
-
     import sqlalchemy as sa
 
     store = runtime.store
@@ -413,12 +412,11 @@ def test_leasing_an_event_writes_no_indexed_column(runtime):
         return  # SQLite has no row versions; the index check above is what matters there
     hot_query = sa.text("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
                         "WHERE relid = 'events'::regclass")
-    deadline = time.monotonic() + 15  # an idle backend reports its counts within ~10 s
-    while True:
+
+    def counts() -> tuple[int, int]:
         with store.engine.connect() as conn:
-            updated, hot = conn.execute(hot_query).one()
-        if updated >= 40 or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert updated >= 40
-    assert hot > 0
+            return tuple(conn.execute(hot_query).one())
+
+    # An idle backend reports its counts within ~10 s.
+    wait_for(lambda: counts()[0] >= 40, 15, "the server to count the claims", poll=0.2)
+    assert counts()[1] > 0
